@@ -1,0 +1,204 @@
+/* spillpool pool layer: objects, references, pins, placement and stats.
+ *
+ * Threading contract: every function here may be called from any thread at any
+ * time on the same pool, except sp_pool_close, which must not race with other calls
+ * on that pool. The pool's lock is never held during disk I/O or during a type's
+ * encode/decode/free, so independent objects spill and restore in parallel.
+ *
+ * Placement: an object lives either in memory or on disk (its spill file), not
+ * both; a retained object that was restored keeps its file as well. When a put or
+ * a restore would pass the memory bound, the policy picks unpinned in-memory
+ * objects and writes them to disk until the new bytes fit. A pinned object is never
+ * chosen. Choosing a victim, touching an object and moving it are O(1).
+ *
+ * Caveats
+ * - A ref is a number, not a pointer: using a released ref gives SP_ERR_BAD_REF.
+ * - The pointer from sp_pin is valid until the matching sp_unpin; after that the
+ *   object may be written to disk and freed at any moment.
+ * - An object may be changed while pinned; its size is re-read at unpin.
+ */
+#ifndef SPILLPOOL_POOL_H
+#define SPILLPOOL_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "status.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sp_pool sp_pool;
+typedef uint64_t sp_ref; /* 0 is never a valid ref */
+#define SP_REF_NULL ((sp_ref)0)
+
+/* ---- Types: how the pool sizes, writes, reads and frees an object ---- */
+
+typedef struct sp_writer sp_writer;
+typedef struct sp_reader sp_reader;
+
+/* Append len bytes to the object's stored form. Errors: whatever the store or the
+ * disk bound says (SP_ERR_DISK_FULL, SP_ERR_IO). */
+sp_status sp_write(sp_writer *w, const void *buf, size_t len);
+/* Read exactly len bytes of the object's stored form. Reading past its end, or a
+ * frame whose checksum does not match, is SP_ERR_CORRUPT. */
+sp_status sp_read(sp_reader *r, void *buf, size_t len);
+
+typedef struct sp_type {
+    const char *name;
+    /* Bytes the object holds in memory: charged against the memory bound. */
+    size_t (*size)(const void *obj);
+    /* Write the object's stored form. Must not change the object. */
+    sp_status (*encode)(const void *obj, sp_writer *w);
+    /* Rebuild an object from `len` bytes of stored form (what encode wrote). */
+    sp_status (*decode)(sp_reader *r, uint64_t len, void **obj);
+    void (*free)(void *obj);
+} sp_type;
+
+/* Built-in byte buffers. The charged size is `len` (the header is not counted, so a
+ * test can reason in exact bytes). */
+typedef struct sp_bytes {
+    size_t len;
+    unsigned char data[];
+} sp_bytes;
+extern const sp_type sp_bytes_type;
+/* A buffer of len uninitialised bytes, or NULL when out of memory. */
+sp_bytes *sp_bytes_new(size_t len);
+sp_bytes *sp_bytes_from(const void *data, size_t len);
+void sp_bytes_free(sp_bytes *b);
+
+/* ---- Configuration ---- */
+
+typedef enum sp_policy {
+    SP_POLICY_MRU = 0, /* evict the most recently used object (MemPool's default) */
+    SP_POLICY_LRU = 1  /* evict the least recently used object */
+} sp_policy;
+
+typedef struct sp_config {
+    uint64_t memory_bound; /* bytes of objects kept in memory; > 0 */
+    uint64_t disk_bound;   /* bytes of spill files on disk (as stored); > 0 */
+    const char *dir;       /* spill directory; NULL: $HOME/.spillpool */
+    sp_policy policy;
+    /* Background write-back: a writer thread keeps this many bytes of the memory
+     * bound free, spilling victims before a put has to wait for them. 0: spill only
+     * on demand, exactly when a bound would be passed. */
+    uint64_t spill_ahead;
+    /* A custom store (e.g. one that wraps the directory store); NULL: the pool opens
+     * the directory store on `dir` itself. The caller keeps ownership of store_ctx
+     * and must keep it alive until sp_pool_close returns. */
+    const sp_store_methods *store;
+    void *store_ctx;
+} sp_config;
+
+/* The defaults: memory bound min(8 GiB, half of the machine's or cgroup's memory),
+ * disk bound 32 GiB, dir NULL, policy MRU, spill_ahead min(memory_bound/16, 64 MiB). */
+void sp_config_default(sp_config *cfg);
+
+/* The defaults overridden by SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,
+ * SPILLPOOL_DIR, SPILLPOOL_POLICY and SPILLPOOL_SPILL_AHEAD. Sizes take plain bytes
+ * or units (see sp_parse_size). A `dir` read from the environment points into the
+ * environment and is valid while it is unchanged.
+ * Errors: SP_ERR_INVALID naming the variable and its value. */
+sp_status sp_config_from_env(sp_config *cfg);
+
+/* Parse "1073741824", "1GiB", "512M", "1.5G", "64KB". K, M, G, T, KiB, MiB, GiB,
+ * TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; B or no unit is bytes;
+ * case-insensitive. Errors: SP_ERR_INVALID (empty, junk, negative, overflow). */
+sp_status sp_parse_size(const char *text, uint64_t *out);
+/* "1.50 GiB": writes at most cap bytes into buf; returns buf. */
+char *sp_format_size(uint64_t bytes, char *buf, size_t cap);
+const char *sp_policy_name(sp_policy p);
+sp_status sp_parse_policy(const char *text, sp_policy *out);
+
+/* ---- The pool ---- */
+
+/* Open a pool. cfg NULL: sp_config_from_env(). Errors: SP_ERR_INVALID (a zero bound,
+ * an unknown policy), the directory store's errors, SP_ERR_NOMEM. */
+sp_status sp_pool_open(sp_pool **pool, const sp_config *cfg);
+
+/* Free every object and the session directory; retained objects still in memory are
+ * written to their files first. On failure (a retained object could not be written)
+ * nothing is freed and the pool stays open and usable. */
+sp_status sp_pool_close(sp_pool *pool);
+
+typedef struct sp_put_options {
+    const char *tag; /* the file name to store the object under (kept place), or NULL */
+    int retain;      /* nonzero: the file outlives the release and the pool */
+} sp_put_options;
+
+/* Hand obj to the pool; on success the pool owns it and *ref has one reference.
+ * May spill other objects to make room (outside the lock).
+ * Errors: SP_ERR_INVALID (NULL args, a tag that is not a plain file name),
+ * SP_ERR_TOO_BIG (larger than a bound), SP_ERR_MEMORY_FULL (pinned objects hold the
+ * bound), SP_ERR_DISK_FULL / SP_ERR_IO (a victim could not be written: it stays in
+ * memory), SP_ERR_NOMEM. On any error the caller still owns obj. */
+sp_status sp_put(sp_pool *pool, void *obj, const sp_type *type, const sp_put_options *opt,
+                 sp_ref *ref);
+
+/* Pin: bring the object into memory (reading it back if it was spilled) and keep it
+ * there until sp_unpin. Pins nest. If two threads pin the same spilled object, one
+ * reads it and the other waits for that read.
+ * Errors: SP_ERR_BAD_REF, SP_ERR_MEMORY_FULL, SP_ERR_NOT_FOUND (spill file gone),
+ * SP_ERR_CORRUPT (file truncated or altered: checksum), SP_ERR_IO, SP_ERR_NOMEM. On
+ * error the object stays where it was; nothing partial is ever returned. */
+sp_status sp_pin(sp_pool *pool, sp_ref ref, void **obj);
+/* Errors: SP_ERR_BAD_REF, SP_ERR_NOT_PINNED. */
+sp_status sp_unpin(sp_pool *pool, sp_ref ref);
+
+/* Add a reference. Errors: SP_ERR_BAD_REF. */
+sp_status sp_addref(sp_pool *pool, sp_ref ref);
+/* Drop a reference. The last one frees the object and its file; a retained object's
+ * file is written if needed and kept. Errors: SP_ERR_BAD_REF, SP_ERR_BUSY (the last
+ * reference of a pinned object), and for a retained object the write's errors (then
+ * the reference is not dropped). */
+sp_status sp_release(sp_pool *pool, sp_ref ref);
+
+typedef enum sp_tier { SP_TIER_MEMORY = 0, SP_TIER_DISK = 1 } sp_tier;
+
+typedef struct sp_ref_info {
+    sp_tier tier;
+    uint64_t size;       /* charged memory size */
+    uint64_t disk_bytes; /* bytes of its file, 0 if none */
+    uint32_t refs, pins;
+    int retain;
+    char path[512];      /* where its file is or would be */
+} sp_ref_info;
+sp_status sp_ref_query(sp_pool *pool, sp_ref ref, sp_ref_info *info);
+
+/* ---- Stats ---- */
+
+typedef struct sp_stats {
+    uint64_t memory_used, memory_bound;
+    uint64_t disk_used, disk_bound;
+    sp_policy policy;
+    uint64_t objects_in_memory, objects_on_disk, objects_pinned;
+    uint64_t hits;       /* pins of objects already in memory */
+    uint64_t misses;     /* pins that read the object back from disk */
+    uint64_t evictions;  /* objects written to disk to make room */
+    uint64_t bytes_spilled, bytes_restored; /* object bytes (charged sizes) moved */
+    uint64_t files_written, files_read;
+    uint64_t spill_failures; /* spills that failed (the object stayed in memory) */
+    double spill_seconds, restore_seconds;  /* summed over threads */
+    double spill_mb_s, restore_mb_s;        /* bytes / seconds above, 0 if none */
+} sp_stats;
+
+sp_status sp_pool_stats(sp_pool *pool, sp_stats *out);
+/* The pool as text: memory used/bound, disk used/bound, policy, objects, hits,
+ * misses, evictions, bytes and throughput. */
+sp_status sp_pool_fprint(sp_pool *pool, FILE *f);
+/* The same text for stats taken earlier. */
+void sp_stats_fprint(const sp_stats *s, FILE *f);
+/* The stats as one JSON object: {"memory":{"used":..,"bound":..},"disk":{..},
+ * "policy":..,"hits":..}. `extra`, if not NULL, is inserted first: members already in
+ * JSON form, e.g. "\"checksum\":\"0x12\",\"seconds\":1.5". No newline is printed. */
+void sp_stats_fprint_json(const sp_stats *s, FILE *f, const char *extra);
+
+/* The session directory (for `du`), or NULL with a custom store. */
+const char *sp_pool_session_dir(sp_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,65 @@
+/* spillpool store layer: where spilled bytes live.
+ *
+ * A store is a table of functions plus a context, the way SQLite's VFS is: the
+ * version field comes first and new members are only ever appended. The pool calls
+ * a store without holding its lock, from many threads at once, so a store must be
+ * thread-safe for calls on different files; calls on one file are serialized by the
+ * pool.
+ *
+ * Names are plain file names chosen by the pool (e.g. "1a.sp") or by the caller (a
+ * tag). Each name lives in one of two places: SP_PLACE_SESSION (deleted when the
+ * store closes) or SP_PLACE_KEEP (outlives the store: retained objects and tags).
+ */
+#ifndef SPILLPOOL_STORE_H
+#define SPILLPOOL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sp_place { SP_PLACE_SESSION = 0, SP_PLACE_KEEP = 1 } sp_place;
+
+typedef struct sp_store_methods {
+    int version; /* 1 */
+    /* Create (or truncate) a file for writing. Nothing is visible under `name` in
+     * SP_PLACE_KEEP until commit succeeds. */
+    sp_status (*create)(void *ctx, const char *name, sp_place place, void **file);
+    /* Write all of buf. A short write is an error (SP_ERR_DISK_FULL for ENOSPC). */
+    sp_status (*write)(void *file, const void *buf, size_t len);
+    /* Finish a created file and close the handle. On failure the file is gone. */
+    sp_status (*commit)(void *file);
+    /* Close a created file and remove what was written. Cannot fail. */
+    void (*abort)(void *file);
+    /* Open a file for reading; *size receives its length in bytes. */
+    sp_status (*open)(void *ctx, const char *name, sp_place place, void **file, uint64_t *size);
+    /* Read up to len bytes; *got < len only at end of file. */
+    sp_status (*read)(void *file, void *buf, size_t len, size_t *got);
+    /* Close a handle from open. */
+    void (*close)(void *file);
+    /* Remove a file. A file already gone is SP_ERR_NOT_FOUND. */
+    sp_status (*remove)(void *ctx, const char *name, sp_place place);
+    /* Write into buf (cap bytes, NUL-terminated) where name lives, for messages. */
+    void (*describe)(void *ctx, const char *name, sp_place place, char *buf, size_t cap);
+} sp_store_methods;
+
+/* The built-in directory store. Opening it creates `dir` (mode 0700) if missing,
+ * removes the session directories of pools whose process is gone, and creates a
+ * session directory `dir/session-<pid>-<random>/` (mode 0700) held by a lock file.
+ * Files are created mode 0600. Closing it removes the session directory.
+ *
+ * Errors: SP_ERR_INVALID (dir empty or too long), SP_ERR_PERMISSION (EACCES/EPERM,
+ * or dir not writable), SP_ERR_IO (anything else), SP_ERR_NOMEM. */
+sp_status sp_dir_store_open(const char *dir, void **ctx);
+void sp_dir_store_close(void *ctx);
+/* The session directory path (owned by the store). */
+const char *sp_dir_store_session(void *ctx);
+extern const sp_store_methods sp_dir_store_methods;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,160 @@
+/* The spillpool command. The library never prints; this file does the talking. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spillpool/spillpool.h"
+#include "workload.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: spillpool <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  demo [--parts N] [--rows R] [--seed S] [--json]\n"
+            "        the article's example: N partitions (default 200) of R rows (default\n"
+            "        1048576) of two dictionary-coded columns, put into the pool, then each\n"
+            "        pinned and checksummed; prints the checksum, the pool and its disk use\n"
+            "  config [--json]   the configuration the SPILLPOOL_* variables give\n"
+            "  version\n"
+            "\n"
+            "configuration (environment): SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,\n"
+            "SPILLPOOL_DIR, SPILLPOOL_POLICY (mru|lru), SPILLPOOL_SPILL_AHEAD\n");
+}
+
+static int fail(sp_status st, const char *what)
+{
+    const char *d = sp_last_error();
+    fprintf(stderr, "spillpool: %s: %s%s%s\n", what, sp_strerror(st), d[0] ? ": " : "", d);
+    return 1;
+}
+
+static int parse_u64(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!v || v[0] == '-' || v[0] == '\0') {
+        fprintf(stderr, "spillpool: %s needs a number\n", opt);
+        return -1;
+    }
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n < min || n > max) {
+        fprintf(stderr, "spillpool: %s '%s': expected a whole number from %llu to %llu\n", opt, v,
+                (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int cmd_demo(int argc, char **argv)
+{
+    sp_demo_opts o;
+    sp_demo_defaults(&o);
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        uint64_t v;
+        if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (strcmp(argv[i], "--parts") == 0) {
+            if (parse_u64("--parts", i + 1 < argc ? argv[++i] : NULL, 1, 1u << 24, &v)) return 2;
+            o.parts = (uint32_t)v;
+        } else if (strcmp(argv[i], "--rows") == 0) {
+            if (parse_u64("--rows", i + 1 < argc ? argv[++i] : NULL, 1, 1ull << 32, &v)) return 2;
+            o.rows = v;
+        } else if (strcmp(argv[i], "--seed") == 0) {
+            if (parse_u64("--seed", i + 1 < argc ? argv[++i] : NULL, 0, UINT64_MAX, &v)) return 2;
+            o.seed = v;
+        } else {
+            fprintf(stderr, "spillpool demo: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    sp_pool *pool;
+    sp_status st = sp_pool_open(&pool, NULL);
+    if (st != SP_OK) return fail(st, "opening the pool");
+    sp_demo_result r;
+    st = sp_demo_run(pool, &o, &r);
+    if (st != SP_OK) {
+        fail(st, "demo");
+        sp_pool_close(pool);
+        return 1;
+    }
+    if (json) {
+        char extra[512];
+        snprintf(extra, sizeof extra,
+                 "\"checksum\":\"%016llx\",\"seconds\":%.6f,\"put_seconds\":%.6f,\"read_seconds\":%.6f,"
+                 "\"parts\":%u,\"rows\":%llu,\"seed\":%llu,\"session_dir_bytes\":%llu,"
+                 "\"session_dir_files\":%llu,\"counts_a\":{\"alpha\":%llu,\"beta\":%llu,\"delta\":%llu,"
+                 "\"eta\":%llu}",
+                 (unsigned long long)r.checksum, r.seconds, r.put_seconds, r.read_seconds, o.parts,
+                 (unsigned long long)o.rows, (unsigned long long)o.seed, (unsigned long long)r.session_bytes,
+                 (unsigned long long)r.session_files, (unsigned long long)r.counts_a[0],
+                 (unsigned long long)r.counts_a[1], (unsigned long long)r.counts_a[2],
+                 (unsigned long long)r.counts_a[3]);
+        sp_stats_fprint_json(&r.stats, stdout, extra);
+        putchar('\n');
+    } else {
+        char b1[32], b2[32];
+        printf("%u partitions x %llu rows (%s), seed %llu: checksum %016llx in %.3f s "
+               "(put %.3f s, read %.3f s)\n",
+               o.parts, (unsigned long long)o.rows,
+               sp_format_size((uint64_t)o.parts * o.rows * 8, b1, sizeof b1), (unsigned long long)o.seed,
+               (unsigned long long)r.checksum, r.seconds, r.put_seconds, r.read_seconds);
+        printf("rows per a: alpha %llu, beta %llu, delta %llu, eta %llu\n", (unsigned long long)r.counts_a[0],
+               (unsigned long long)r.counts_a[1], (unsigned long long)r.counts_a[2],
+               (unsigned long long)r.counts_a[3]);
+        sp_stats_fprint(&r.stats, stdout);
+        printf("du -sh %s: %s in %llu files\n", sp_pool_session_dir(pool),
+               sp_format_size(r.session_bytes, b2, sizeof b2), (unsigned long long)r.session_files);
+    }
+    st = sp_pool_close(pool);
+    if (st != SP_OK) return fail(st, "closing the pool");
+    return 0;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    int json = argc > 0 && strcmp(argv[0], "--json") == 0;
+    if (argc > (json ? 1 : 0)) {
+        fprintf(stderr, "spillpool config: unknown option '%s'\n", argv[json ? 1 : 0]);
+        return 2;
+    }
+    sp_config c;
+    sp_status st = sp_config_from_env(&c);
+    if (st != SP_OK) return fail(st, "configuration");
+    const char *home = getenv("HOME");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", c.dir ? c.dir : "");
+    if (!c.dir) snprintf(dir, sizeof dir, "%s/.spillpool", home ? home : "~");
+    if (json) {
+        printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":\"%s\",\"policy\":\"%s\",\"spill_ahead\":%llu}\n",
+               (unsigned long long)c.memory_bound, (unsigned long long)c.disk_bound, dir,
+               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead);
+    } else {
+        char a[32], b[32], d[32];
+        printf("memory bound: %s\ndisk bound:   %s\ndir:          %s\npolicy:       %s\nspill ahead:  %s\n",
+               sp_format_size(c.memory_bound, a, sizeof a), sp_format_size(c.disk_bound, b, sizeof b), dir,
+               sp_policy_name(c.policy), sp_format_size(c.spill_ahead, d, sizeof d));
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc - 2, argv + 2);
+    if (strcmp(argv[1], "config") == 0) return cmd_config(argc - 2, argv + 2);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("spillpool %s\n", SPILLPOOL_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "spillpool: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,33 @@
+/* The seed article's first example on the pool alone: N partitions of two
+ * dictionary-coded columns, put one at a time, then pinned in turn and checksummed.
+ * Shared by the `spillpool demo` command and the W1 benchmark. */
+#ifndef SP_CLI_WORKLOAD_H
+#define SP_CLI_WORKLOAD_H
+
+#include <stdint.h>
+#include "spillpool/spillpool.h"
+
+typedef struct sp_demo_opts {
+    uint32_t parts;  /* default 200 */
+    uint64_t rows;   /* per partition, default 1048576 */
+    uint64_t seed;   /* default 1 */
+} sp_demo_opts;
+
+typedef struct sp_demo_result {
+    uint64_t checksum;          /* a function of (parts, rows, seed) only */
+    uint64_t counts_a[4];       /* rows per value of column a */
+    double seconds, put_seconds, read_seconds;
+    uint64_t session_bytes;     /* what `du` would say of the session directory */
+    uint64_t session_files;
+    sp_stats stats;             /* the pool after the read phase, before release */
+} sp_demo_result;
+
+/* Column a's dictionary (the article's strings). */
+extern const char *const sp_demo_strings[4];
+
+void sp_demo_defaults(sp_demo_opts *o);
+/* Run the workload on pool; stats and disk use are taken after the read phase,
+ * then every partition is released. */
+sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r);
+
+#endif

@@ -1,0 +1,92 @@
+/* Pool configuration: defaults and the SPILLPOOL_* environment variables. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "../common/error.h"
+#include "spillpool/pool.h"
+
+#define SP_GIB (1024ull * 1024 * 1024)
+
+const char *sp_policy_name(sp_policy p) { return p == SP_POLICY_LRU ? "lru" : "mru"; }
+
+sp_status sp_parse_policy(const char *text, sp_policy *out)
+{
+    SP_RETURN_IF(text == NULL, SP_ERR_INVALID, "policy: NULL");
+    if (strcasecmp(text, "mru") == 0) *out = SP_POLICY_MRU;
+    else if (strcasecmp(text, "lru") == 0) *out = SP_POLICY_LRU;
+    else return sp__fail(SP_ERR_INVALID, "policy '%s': expected 'mru' or 'lru'", text);
+    return SP_OK;
+}
+
+/* What this process may use: physical memory, or less if a cgroup (v2) says so. */
+static uint64_t sp_machine_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    uint64_t mem = (pages > 0 && psz > 0) ? (uint64_t)pages * (uint64_t)psz : 8 * SP_GIB;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (f) {
+        char line[64];
+        if (fgets(line, sizeof line, f) && strncmp(line, "max", 3) != 0) {
+            unsigned long long lim = strtoull(line, NULL, 10);
+            if (lim > 0 && lim < mem) mem = lim;
+        }
+        fclose(f);
+    }
+    return mem;
+}
+
+/* Write-back headroom: a sixteenth of the memory bound, at most 64 MiB. */
+static uint64_t sp_default_spill_ahead(uint64_t memory_bound)
+{
+    uint64_t a = memory_bound / 16;
+    return a < 64ull * 1024 * 1024 ? a : 64ull * 1024 * 1024;
+}
+
+void sp_config_default(sp_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    uint64_t half = sp_machine_memory() / 2;
+    cfg->memory_bound = half < 8 * SP_GIB ? half : 8 * SP_GIB;
+    cfg->disk_bound = 32 * SP_GIB;
+    cfg->policy = SP_POLICY_MRU;
+    cfg->spill_ahead = sp_default_spill_ahead(cfg->memory_bound);
+}
+
+static sp_status sp_env_size(const char *name, uint64_t *out, int allow_zero)
+{
+    const char *v = getenv(name);
+    if (v == NULL) return SP_OK;
+    uint64_t n;
+    sp_status st = sp_parse_size(v, &n);
+    if (st != SP_OK) return sp__wrap(st, "%s", name);
+    SP_RETURN_IF(!allow_zero && n == 0, SP_ERR_INVALID, "%s='%s': must be greater than zero", name, v);
+    *out = n;
+    return SP_OK;
+}
+
+sp_status sp_config_from_env(sp_config *cfg)
+{
+    SP_RETURN_IF(cfg == NULL, SP_ERR_INVALID, "config: NULL");
+    sp_config c;
+    sp_config_default(&c);
+    int ahead_set = getenv("SPILLPOOL_SPILL_AHEAD") != NULL;
+    SP_FORWARD(sp_env_size("SPILLPOOL_MEMORY_BOUND", &c.memory_bound, 0));
+    SP_FORWARD(sp_env_size("SPILLPOOL_DISK_BOUND", &c.disk_bound, 0));
+    SP_FORWARD(sp_env_size("SPILLPOOL_SPILL_AHEAD", &c.spill_ahead, 1));
+    if (!ahead_set) c.spill_ahead = sp_default_spill_ahead(c.memory_bound);
+    const char *pol = getenv("SPILLPOOL_POLICY");
+    if (pol) {
+        sp_status st = sp_parse_policy(pol, &c.policy);
+        if (st != SP_OK) return sp__wrap(st, "SPILLPOOL_POLICY");
+    }
+    const char *dir = getenv("SPILLPOOL_DIR");
+    if (dir) {
+        SP_RETURN_IF(dir[0] == '\0', SP_ERR_INVALID, "SPILLPOOL_DIR: empty (unset it for the default)");
+        c.dir = dir;
+    }
+    *cfg = c;
+    return SP_OK;
+}

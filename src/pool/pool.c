@@ -1,0 +1,747 @@
+/* The pool: refs, reference counts, pins, placement and eviction.
+ * See pool_internal.h for what the lock guards and how transitions are owned. */
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/alloc.h"
+#include "../store/frame.h"
+#include "pool_internal.h"
+
+#define SP_NAME_CAP 300
+
+static uint64_t sp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- recency list: O(1) touch, remove and victim choice ---- */
+
+static void sp_list_remove(sp_obj *o)
+{
+    o->prev->next = o->next;
+    o->next->prev = o->prev;
+    o->prev = o->next = NULL;
+}
+
+static void sp_list_push_front(sp_pool *p, sp_obj *o)
+{
+    o->next = p->lru.next;
+    o->prev = &p->lru;
+    p->lru.next->prev = o;
+    p->lru.next = o;
+}
+
+static void sp_list_push_back(sp_pool *p, sp_obj *o)
+{
+    o->prev = p->lru.prev;
+    o->next = &p->lru;
+    p->lru.prev->next = o;
+    p->lru.prev = o;
+}
+
+/* MRU evicts from the front (most recent), LRU from the back. */
+static sp_obj *sp_pick_victim(sp_pool *p)
+{
+    sp_obj *v = p->cfg.policy == SP_POLICY_MRU ? p->lru.next : p->lru.prev;
+    return v == &p->lru ? NULL : v;
+}
+
+/* Put an object back where the policy will pick it last (after a failed spill). */
+static void sp_list_push_last_victim(sp_pool *p, sp_obj *o)
+{
+    if (p->cfg.policy == SP_POLICY_MRU) sp_list_push_back(p, o);
+    else sp_list_push_front(p, o);
+}
+
+/* ---- refs ---- */
+
+static sp_obj *sp_lookup(sp_pool *p, sp_ref ref)
+{
+    uint32_t idx = (uint32_t)ref, gen = (uint32_t)(ref >> 32);
+    if (idx == 0 || idx > p->nslots) return NULL;
+    sp_slot *s = &p->slots[idx - 1];
+    return s->obj && s->gen == gen ? s->obj : NULL;
+}
+
+static sp_status sp_bad_ref(sp_ref ref)
+{
+    return sp__fail(SP_ERR_BAD_REF, "ref %#llx: released, or not from this pool", (unsigned long long)ref);
+}
+
+static sp_status sp_slot_alloc(sp_pool *p, sp_obj *o, sp_ref *ref)
+{
+    if (p->free_head == 0) {
+        if (p->nslots == p->cap) {
+            uint32_t cap = p->cap ? p->cap * 2 : 64;
+            SP_RETURN_IF(cap <= p->cap, SP_ERR_NOMEM, "pool: too many objects");
+            sp_slot *s = sp__realloc(p->slots, (size_t)cap * sizeof *s);
+            SP_RETURN_IF(s == NULL, SP_ERR_NOMEM, "pool: out of memory for the object table");
+            p->slots = s;
+            p->cap = cap;
+        }
+        p->slots[p->nslots] = (sp_slot){NULL, 1, 0};
+        p->free_head = ++p->nslots;
+    }
+    uint32_t idx = p->free_head;
+    sp_slot *s = &p->slots[idx - 1];
+    p->free_head = s->next_free;
+    s->obj = o;
+    o->slot = idx;
+    *ref = ((uint64_t)s->gen << 32) | idx;
+    return SP_OK;
+}
+
+static void sp_slot_free(sp_pool *p, sp_obj *o)
+{
+    sp_slot *s = &p->slots[o->slot - 1];
+    s->obj = NULL;
+    if (++s->gen == 0) s->gen = 1;
+    s->next_free = p->free_head;
+    p->free_head = o->slot;
+}
+
+/* ---- files ---- */
+
+static void sp_obj_name(sp_pool *p, const sp_obj *o, char *buf, sp_place *place)
+{
+    if (o->tag) {
+        snprintf(buf, SP_NAME_CAP, "%s", o->tag);
+        *place = SP_PLACE_KEEP;
+    } else if (o->retain) {
+        snprintf(buf, SP_NAME_CAP, "retained-%016llx-%llx.sp", (unsigned long long)p->id,
+                 (unsigned long long)o->serial);
+        *place = SP_PLACE_KEEP;
+    } else {
+        snprintf(buf, SP_NAME_CAP, "%llx.sp", (unsigned long long)o->serial);
+        *place = SP_PLACE_SESSION;
+    }
+}
+
+static sp_status sp_charge_disk(void *ctx, uint64_t n)
+{
+    sp_pool *p = ctx;
+    uint64_t prev = atomic_fetch_add(&p->disk_used, n);
+    if (prev + n > p->cfg.disk_bound) {
+        atomic_fetch_sub(&p->disk_used, n);
+        char b1[32], b2[32];
+        return sp__fail(SP_ERR_DISK_FULL, "disk bound %s reached (%s in use)",
+                        sp_format_size(p->cfg.disk_bound, b1, sizeof b1), sp_format_size(prev, b2, sizeof b2));
+    }
+    return SP_OK;
+}
+
+/* Encode o into its file. Called without the lock; o is owned by this thread. */
+static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64_t *enc)
+{
+    char name[SP_NAME_CAP];
+    sp_place place;
+    sp_obj_name(p, o, name, &place);
+    void *f;
+    sp_status st = p->m->create(p->sctx, name, place, &f);
+    if (st != SP_OK) return sp__wrap(st, "spilling object %llu", (unsigned long long)o->serial);
+    sp_writer w;
+    st = sp__writer_begin(&w, p->m, f, sp_charge_disk, p);
+    if (st == SP_OK) st = o->type->encode(o->data, &w);
+    if (st == SP_OK) st = sp__writer_finish(&w);
+    sp__writer_cleanup(&w);
+    if (st == SP_OK) st = p->m->commit(f);
+    else p->m->abort(f);
+    if (st != SP_OK) {
+        atomic_fetch_sub(&p->disk_used, w.stored_total);
+        return sp__wrap(st, "spilling object %llu (%s)", (unsigned long long)o->serial, o->type->name);
+    }
+    *stored = w.stored_total;
+    *enc = w.raw_total;
+    return SP_OK;
+}
+
+/* Decode o from its file. Called without the lock; o is owned by this thread. */
+static sp_status sp_read_object(sp_pool *p, sp_obj *o, void **data)
+{
+    char name[SP_NAME_CAP], what[SP_NAME_CAP + 600];
+    sp_place place;
+    sp_obj_name(p, o, name, &place);
+    int n = snprintf(what, sizeof what, "object %llu (", (unsigned long long)o->serial);
+    p->m->describe(p->sctx, name, place, what + n, sizeof what - (size_t)n - 1);
+    strcat(what, ")");
+    void *f;
+    uint64_t fsize = 0;
+    sp_status st = p->m->open(p->sctx, name, place, &f, &fsize);
+    if (st != SP_OK) return sp__wrap(st, "restoring object %llu", (unsigned long long)o->serial);
+    sp_reader r;
+    void *d = NULL;
+    st = sp__reader_begin(&r, p->m, f, fsize, what);
+    if (st == SP_OK) st = o->type->decode(&r, o->enc_len, &d);
+    if (st == SP_OK) {
+        st = sp__reader_finish(&r);
+        if (st != SP_OK) o->type->free(d);
+    }
+    sp__reader_cleanup(&r);
+    p->m->close(f);
+    if (st != SP_OK) return sp__wrap(st, "restoring");
+    *data = d;
+    return SP_OK;
+}
+
+/* ---- eviction ---- */
+
+static void sp_flusher_poke(sp_pool *p)
+{
+    if (p->flusher_running && p->mem_used > p->cfg.memory_bound - p->cfg.spill_ahead)
+        pthread_cond_signal(&p->flush_cv);
+}
+
+/* Write one victim (state SPILLING, counted in mem_leaving) to disk and free it.
+ * Lock held on entry and exit; released around the I/O. On failure the object is
+ * back in memory, unchanged. */
+static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
+{
+    uint64_t old_file = v->has_file ? v->disk_bytes : 0, stored = 0, enc = 0;
+    pthread_mutex_unlock(&p->lock);
+    uint64_t t0 = sp_now_ns();
+    sp_status st = sp_write_object(p, v, &stored, &enc);
+    if (st == SP_OK) v->type->free(v->data); /* before accounting: never under-report */
+    uint64_t dt = sp_now_ns() - t0;
+    pthread_mutex_lock(&p->lock);
+    p->mem_leaving -= v->size;
+    if (st == SP_OK) {
+        if (old_file) atomic_fetch_sub(&p->disk_used, old_file);
+        v->data = NULL;
+        v->state = SP_ST_DISK;
+        v->has_file = 1;
+        v->disk_bytes = stored;
+        v->enc_len = enc;
+        p->mem_used -= v->size;
+        p->n_mem--;
+        p->n_disk++;
+        p->evictions++;
+        p->bytes_spilled += v->size;
+        p->files_written++;
+        p->spill_ns += dt;
+    } else {
+        v->state = SP_ST_MEM;
+        sp_list_push_last_victim(p, v);
+        p->spill_failures++;
+    }
+    pthread_cond_broadcast(&p->io_cv);
+    return st;
+}
+
+/* Spill victims until mem_used + need <= limit. Lock held; released around I/O.
+ * With wait set, waits for other threads' spills that would make enough room. */
+static sp_status sp_evict_until(sp_pool *p, uint64_t need, uint64_t limit, int wait)
+{
+    for (;;) {
+        if (p->mem_used + need <= limit) return SP_OK;
+        sp_obj *victims = NULL;
+        uint64_t freeing = 0;
+        while (p->mem_used - p->mem_leaving - freeing + need > limit) {
+            sp_obj *v = sp_pick_victim(p);
+            if (!v) break;
+            sp_list_remove(v);
+            v->state = SP_ST_SPILLING;
+            v->vnext = victims;
+            victims = v;
+            freeing += v->size;
+        }
+        p->mem_leaving += freeing;
+        if (victims) {
+            sp_status first = SP_OK;
+            while (victims) {
+                sp_obj *v = victims;
+                victims = v->vnext;
+                if (first == SP_OK) {
+                    first = sp_spill_one(p, v);
+                } else { /* give the rest back untouched */
+                    p->mem_leaving -= v->size;
+                    v->state = SP_ST_MEM;
+                    sp_list_push_last_victim(p, v);
+                }
+            }
+            if (first != SP_OK) {
+                pthread_cond_broadcast(&p->io_cv);
+                return first;
+            }
+            continue;
+        }
+        if (wait && p->mem_leaving > 0) { /* other threads' spills will free memory */
+            pthread_cond_wait(&p->io_cv, &p->lock);
+            continue;
+        }
+        char b1[32], b2[32], b3[32];
+        return sp__fail(SP_ERR_MEMORY_FULL,
+                        "memory bound %s: %s in use by %llu pinned or in-flight objects, %s more needed",
+                        sp_format_size(limit, b1, sizeof b1), sp_format_size(p->mem_used, b2, sizeof b2),
+                        (unsigned long long)p->n_pinned, sp_format_size(need, b3, sizeof b3));
+    }
+}
+
+/* The write-back thread: keeps spill_ahead bytes of the memory bound free so that a
+ * put finds room without waiting for a write. */
+static void *sp_flusher_main(void *arg)
+{
+    sp_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        uint64_t limit = p->cfg.memory_bound - p->cfg.spill_ahead;
+        if (p->mem_used - p->mem_leaving > limit && sp_pick_victim(p)) {
+            sp_status st = sp_evict_until(p, 0, limit, 0);
+            if (st != SP_OK && st != SP_ERR_MEMORY_FULL && !p->stopping) {
+                /* A failing disk: retry later, not in a hot loop; demand spills
+                 * report the error to their callers meanwhile. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 50 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&p->flush_cv, &p->lock, &ts);
+            }
+            continue;
+        }
+        pthread_cond_wait(&p->flush_cv, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static sp_status sp_flusher_start(sp_pool *p)
+{
+    p->stopping = 0;
+    int err = pthread_create(&p->flusher, NULL, sp_flusher_main, p);
+    if (err) return sp__fail_errno(SP_ERR_IO, err, "pool: starting the write-back thread");
+    p->flusher_running = 1;
+    return SP_OK;
+}
+
+static void sp_flusher_stop(sp_pool *p)
+{
+    if (!p->flusher_running) return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    pthread_cond_signal(&p->flush_cv);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->flusher, NULL);
+    p->flusher_running = 0;
+}
+
+/* ---- open / close ---- */
+
+static sp_status sp_default_dir(char **out)
+{
+    const char *home = getenv("HOME");
+    char buf[4096];
+    struct passwd pw, *res = NULL;
+    if ((home == NULL || home[0] == '\0') && getpwuid_r(getuid(), &pw, buf, sizeof buf, &res) == 0 && res)
+        home = pw.pw_dir;
+    SP_RETURN_IF(home == NULL || home[0] == '\0', SP_ERR_INVALID,
+                 "spill directory: HOME is not set; set SPILLPOOL_DIR or sp_config.dir");
+    size_t n = strlen(home) + sizeof "/.spillpool";
+    *out = sp__malloc(n);
+    SP_RETURN_IF(*out == NULL, SP_ERR_NOMEM, "pool: out of memory");
+    snprintf(*out, n, "%s/.spillpool", home);
+    return SP_OK;
+}
+
+static sp_status sp_check_config(const sp_config *c)
+{
+    SP_RETURN_IF(c->memory_bound == 0, SP_ERR_INVALID, "memory bound: must be greater than zero");
+    SP_RETURN_IF(c->disk_bound == 0, SP_ERR_INVALID, "disk bound: must be greater than zero");
+    SP_RETURN_IF(c->policy != SP_POLICY_MRU && c->policy != SP_POLICY_LRU, SP_ERR_INVALID,
+                 "policy: unknown value %d", (int)c->policy);
+    SP_RETURN_IF(c->spill_ahead >= c->memory_bound, SP_ERR_INVALID,
+                 "spill-ahead %llu: must be smaller than the memory bound %llu",
+                 (unsigned long long)c->spill_ahead, (unsigned long long)c->memory_bound);
+    if (c->store) {
+        const sp_store_methods *m = c->store;
+        SP_RETURN_IF(m->version < 1 || !m->create || !m->write || !m->commit || !m->abort || !m->open ||
+                         !m->read || !m->close || !m->remove || !m->describe,
+                     SP_ERR_INVALID, "store: version %d table with a missing method", m->version);
+    }
+    return SP_OK;
+}
+
+sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
+{
+    SP_RETURN_IF(out == NULL, SP_ERR_INVALID, "sp_pool_open: NULL pool pointer");
+    *out = NULL;
+    sp_config c;
+    if (cfg) c = *cfg;
+    else SP_FORWARD(sp_config_from_env(&c));
+    SP_FORWARD(sp_check_config(&c));
+    sp_pool *p = sp__calloc(1, sizeof *p);
+    SP_RETURN_IF(p == NULL, SP_ERR_NOMEM, "pool: out of memory");
+    sp_status st = c.dir ? ((p->dir = sp__strdup(c.dir)) ? SP_OK : sp__fail(SP_ERR_NOMEM, "pool: out of memory"))
+                         : sp_default_dir(&p->dir);
+    c.dir = p->dir;
+    p->cfg = c;
+    if (st == SP_OK) {
+        if (c.store) {
+            p->m = c.store;
+            p->sctx = c.store_ctx;
+        } else {
+            p->m = &sp_dir_store_methods;
+            p->own_store = 1;
+            st = sp_dir_store_open(p->dir, &p->sctx);
+        }
+    }
+    if (st != SP_OK) {
+        sp__free(p->dir);
+        sp__free(p);
+        return st;
+    }
+    if (getrandom(&p->id, sizeof p->id, GRND_NONBLOCK) != (ssize_t)sizeof p->id)
+        p->id = sp_now_ns() ^ ((uint64_t)getpid() << 32);
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->io_cv, NULL);
+    pthread_cond_init(&p->flush_cv, NULL);
+    p->lru.next = p->lru.prev = &p->lru;
+    if (c.spill_ahead > 0 && (st = sp_flusher_start(p)) != SP_OK) {
+        if (p->own_store) sp_dir_store_close(p->sctx);
+        pthread_mutex_destroy(&p->lock);
+        pthread_cond_destroy(&p->io_cv);
+        pthread_cond_destroy(&p->flush_cv);
+        sp__free(p->dir);
+        sp__free(p);
+        return st;
+    }
+    *out = p;
+    return SP_OK;
+}
+
+static void sp_obj_destroy(sp_obj *o)
+{
+    sp__free(o->tag);
+    sp__free(o);
+}
+
+sp_status sp_pool_close(sp_pool *p)
+{
+    if (!p) return SP_OK;
+    sp_flusher_stop(p);
+    /* Nothing else may run now: write retained objects first, so that a failure
+     * leaves everything in place. */
+    for (uint32_t i = 0; i < p->nslots; i++) {
+        sp_obj *o = p->slots[i].obj;
+        if (!o || !o->retain || o->state != SP_ST_MEM) continue;
+        uint64_t stored, enc, old = o->has_file ? o->disk_bytes : 0;
+        sp_status st = sp_write_object(p, o, &stored, &enc);
+        if (st != SP_OK) {
+            if (p->cfg.spill_ahead > 0) sp_flusher_start(p);
+            return sp__wrap(st, "closing pool");
+        }
+        atomic_fetch_sub(&p->disk_used, old);
+        o->has_file = 1;
+        o->disk_bytes = stored;
+    }
+    for (uint32_t i = 0; i < p->nslots; i++) {
+        sp_obj *o = p->slots[i].obj;
+        if (!o) continue;
+        if (o->data) o->type->free(o->data);
+        if (o->has_file && !o->retain) {
+            char name[SP_NAME_CAP];
+            sp_place place;
+            sp_obj_name(p, o, name, &place);
+            /* The directory store drops session files with the session directory. */
+            if (place == SP_PLACE_KEEP || !p->own_store) p->m->remove(p->sctx, name, place);
+        }
+        sp_obj_destroy(o);
+    }
+    if (p->own_store) sp_dir_store_close(p->sctx);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->io_cv);
+    pthread_cond_destroy(&p->flush_cv);
+    sp__free(p->slots);
+    sp__free(p->dir);
+    sp__free(p);
+    return SP_OK;
+}
+
+const char *sp_pool_session_dir(sp_pool *p) { return p && p->own_store ? sp_dir_store_session(p->sctx) : NULL; }
+
+/* ---- objects ---- */
+
+static int sp_tag_ok(const char *t)
+{
+    size_t n = strlen(t);
+    return n > 0 && n < 200 && strchr(t, '/') == NULL && strcmp(t, ".") != 0 && strcmp(t, "..") != 0 &&
+           strncmp(t, "session-", 8) != 0 && strncmp(t, "retained-", 9) != 0;
+}
+
+sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_options *opt, sp_ref *ref)
+{
+    SP_RETURN_IF(!p || !obj || !type || !ref, SP_ERR_INVALID, "sp_put: NULL argument");
+    SP_RETURN_IF(!type->size || !type->encode || !type->decode || !type->free, SP_ERR_INVALID,
+                 "sp_put: type '%s' lacks a method", type->name ? type->name : "?");
+    const char *tag = opt ? opt->tag : NULL;
+    SP_RETURN_IF(tag && !sp_tag_ok(tag), SP_ERR_INVALID,
+                 "tag '%s': must be a plain file name (no '/', not '.' or '..', not starting "
+                 "'session-' or 'retained-', under 200 bytes)",
+                 tag);
+    uint64_t size = type->size(obj);
+    char b1[32], b2[32];
+    SP_RETURN_IF(size > p->cfg.memory_bound, SP_ERR_TOO_BIG, "object of %s: larger than the memory bound %s",
+                 sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.memory_bound, b2, sizeof b2));
+    SP_RETURN_IF(size > p->cfg.disk_bound, SP_ERR_TOO_BIG, "object of %s: larger than the disk bound %s",
+                 sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.disk_bound, b2, sizeof b2));
+    sp_obj *o = sp__calloc(1, sizeof *o);
+    SP_RETURN_IF(o == NULL, SP_ERR_NOMEM, "sp_put: out of memory");
+    if (tag && (o->tag = sp__strdup(tag)) == NULL) {
+        sp__free(o);
+        return sp__fail(SP_ERR_NOMEM, "sp_put: out of memory");
+    }
+    o->data = obj;
+    o->type = type;
+    o->size = size;
+    o->refs = 1;
+    o->retain = opt && opt->retain;
+    o->state = SP_ST_MEM;
+
+    pthread_mutex_lock(&p->lock);
+    sp_status st = SP_OK;
+    for (uint32_t i = 0; tag && i < p->nslots && st == SP_OK; i++) {
+        sp_obj *x = p->slots[i].obj;
+        if (x && x->tag && strcmp(x->tag, tag) == 0)
+            st = sp__fail(SP_ERR_INVALID, "tag '%s': already names a live object", tag);
+    }
+    if (st == SP_OK) {
+        st = sp_evict_until(p, size, p->cfg.memory_bound, 1);
+        if (st != SP_OK) st = sp__wrap(st, "put of a %s object", type->name);
+    }
+    if (st == SP_OK) {
+        p->mem_used += size;
+        st = sp_slot_alloc(p, o, ref);
+        if (st != SP_OK) p->mem_used -= size;
+    }
+    if (st == SP_OK) {
+        o->serial = ++p->serial;
+        p->n_mem++;
+        sp_list_push_front(p, o);
+        sp_flusher_poke(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (st != SP_OK) sp_obj_destroy(o);
+    return st;
+}
+
+/* Read a spilled object back (state DISK). Lock held; released around the I/O. */
+static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
+{
+    o->state = SP_ST_RESTORING;
+    sp_status st = sp_evict_until(p, o->size, p->cfg.memory_bound, 1);
+    if (st != SP_OK) {
+        o->state = SP_ST_DISK;
+        pthread_cond_broadcast(&p->io_cv);
+        return sp__wrap(st, "pin of object %llu", (unsigned long long)o->serial);
+    }
+    p->mem_used += o->size; /* reserved before the read */
+    sp_flusher_poke(p);
+    pthread_mutex_unlock(&p->lock);
+    uint64_t t0 = sp_now_ns();
+    void *data = NULL;
+    st = sp_read_object(p, o, &data);
+    int removed = 0;
+    if (st == SP_OK && !o->retain) {
+        /* Exclusive tiers: the file goes once the object is back in memory. It is
+         * removed before the state is published, so a later spill under the same
+         * name can never be deleted by this. */
+        char name[SP_NAME_CAP];
+        sp_place place;
+        sp_obj_name(p, o, name, &place);
+        p->m->remove(p->sctx, name, place);
+        removed = 1;
+    }
+    uint64_t dt = sp_now_ns() - t0;
+    pthread_mutex_lock(&p->lock);
+    if (st == SP_OK) {
+        o->data = data;
+        o->state = SP_ST_MEM;
+        o->pins = 1;
+        if (removed) {
+            atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+            o->disk_bytes = 0;
+            o->has_file = 0;
+        }
+        p->n_pinned++;
+        p->n_disk--;
+        p->n_mem++;
+        p->misses++;
+        p->bytes_restored += o->size;
+        p->files_read++;
+        p->restore_ns += dt;
+        *out = data;
+    } else {
+        o->state = SP_ST_DISK;
+        p->mem_used -= o->size;
+    }
+    pthread_cond_broadcast(&p->io_cv);
+    return st;
+}
+
+sp_status sp_pin(sp_pool *p, sp_ref ref, void **out)
+{
+    SP_RETURN_IF(!p || !out, SP_ERR_INVALID, "sp_pin: NULL argument");
+    pthread_mutex_lock(&p->lock);
+    sp_status st;
+    for (;;) {
+        sp_obj *o = sp_lookup(p, ref);
+        if (!o) {
+            st = sp_bad_ref(ref);
+            break;
+        }
+        if (o->state == SP_ST_MEM) {
+            if (o->pins++ == 0) {
+                sp_list_remove(o);
+                p->n_pinned++;
+            }
+            p->hits++;
+            *out = o->data;
+            st = SP_OK;
+            break;
+        }
+        if (o->state == SP_ST_DISK) {
+            st = sp_restore(p, o, out);
+            break;
+        }
+        pthread_cond_wait(&p->io_cv, &p->lock); /* someone else's I/O on it */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_unpin(sp_pool *p, sp_ref ref)
+{
+    SP_RETURN_IF(!p, SP_ERR_INVALID, "sp_unpin: NULL pool");
+    pthread_mutex_lock(&p->lock);
+    sp_status st = SP_OK;
+    sp_obj *o = sp_lookup(p, ref);
+    if (!o) st = sp_bad_ref(ref);
+    else if (o->pins == 0)
+        st = sp__fail(SP_ERR_NOT_PINNED, "unpin of object %llu: it is not pinned", (unsigned long long)o->serial);
+    else if (--o->pins == 0) {
+        /* The caller may have changed the object: charge what it holds now. */
+        uint64_t now = o->type->size(o->data);
+        p->mem_used = p->mem_used - o->size + now;
+        o->size = now;
+        sp_list_push_front(p, o);
+        p->n_pinned--;
+        if (p->mem_used > p->cfg.memory_bound) (void)sp_evict_until(p, 0, p->cfg.memory_bound, 0);
+        sp_flusher_poke(p);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_addref(sp_pool *p, sp_ref ref)
+{
+    SP_RETURN_IF(!p, SP_ERR_INVALID, "sp_addref: NULL pool");
+    pthread_mutex_lock(&p->lock);
+    sp_status st = SP_OK;
+    sp_obj *o = sp_lookup(p, ref);
+    if (!o) st = sp_bad_ref(ref);
+    else if (o->refs == UINT32_MAX) st = sp__fail(SP_ERR_INVALID, "addref: object %llu has too many references",
+                                                  (unsigned long long)o->serial);
+    else o->refs++;
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_release(sp_pool *p, sp_ref ref)
+{
+    SP_RETURN_IF(!p, SP_ERR_INVALID, "sp_release: NULL pool");
+    pthread_mutex_lock(&p->lock);
+    sp_obj *o;
+    for (;;) {
+        o = sp_lookup(p, ref);
+        if (!o) {
+            pthread_mutex_unlock(&p->lock);
+            return sp_bad_ref(ref);
+        }
+        if (o->state == SP_ST_MEM || o->state == SP_ST_DISK) break;
+        pthread_cond_wait(&p->io_cv, &p->lock);
+    }
+    if (o->refs > 1) {
+        o->refs--;
+        pthread_mutex_unlock(&p->lock);
+        return SP_OK;
+    }
+    if (o->pins > 0) {
+        pthread_mutex_unlock(&p->lock);
+        return sp__fail(SP_ERR_BUSY, "release of object %llu: its last reference, but it is pinned %u time(s)",
+                        (unsigned long long)o->serial, o->pins);
+    }
+    if (o->retain && o->state == SP_ST_MEM) {
+        /* Its file must outlive the release: write it; on failure nothing changes. */
+        sp_list_remove(o);
+        o->state = SP_ST_SPILLING;
+        p->mem_leaving += o->size;
+        uint64_t old = o->has_file ? o->disk_bytes : 0, stored = 0, enc = 0;
+        pthread_mutex_unlock(&p->lock);
+        sp_status st = sp_write_object(p, o, &stored, &enc);
+        pthread_mutex_lock(&p->lock);
+        p->mem_leaving -= o->size;
+        o->state = SP_ST_MEM;
+        if (st != SP_OK) {
+            sp_list_push_front(p, o);
+            pthread_cond_broadcast(&p->io_cv);
+            pthread_mutex_unlock(&p->lock);
+            return sp__wrap(st, "release of retained object %llu", (unsigned long long)o->serial);
+        }
+        atomic_fetch_sub(&p->disk_used, old);
+        o->has_file = 1;
+        o->disk_bytes = stored;
+        pthread_cond_broadcast(&p->io_cv);
+    }
+    sp_slot_free(p, o);
+    if (o->state == SP_ST_MEM) {
+        if (o->prev) sp_list_remove(o);
+        p->mem_used -= o->size;
+        p->n_mem--;
+    } else {
+        p->n_disk--;
+    }
+    /* A retained file is no longer the pool's; any other file is about to go. */
+    if (o->has_file) atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+    pthread_mutex_unlock(&p->lock);
+    if (o->data) o->type->free(o->data);
+    if (o->has_file && !o->retain) {
+        char name[SP_NAME_CAP];
+        sp_place place;
+        sp_obj_name(p, o, name, &place);
+        p->m->remove(p->sctx, name, place);
+    }
+    sp_obj_destroy(o);
+    return SP_OK;
+}
+
+sp_status sp_ref_query(sp_pool *p, sp_ref ref, sp_ref_info *info)
+{
+    SP_RETURN_IF(!p || !info, SP_ERR_INVALID, "sp_ref_query: NULL argument");
+    pthread_mutex_lock(&p->lock);
+    sp_obj *o = sp_lookup(p, ref);
+    if (!o) {
+        pthread_mutex_unlock(&p->lock);
+        return sp_bad_ref(ref);
+    }
+    info->tier = (o->state == SP_ST_DISK || o->state == SP_ST_RESTORING) ? SP_TIER_DISK : SP_TIER_MEMORY;
+    info->size = o->size;
+    info->disk_bytes = o->has_file ? o->disk_bytes : 0;
+    info->refs = o->refs;
+    info->pins = o->pins;
+    info->retain = o->retain;
+    char name[SP_NAME_CAP];
+    sp_place place;
+    sp_obj_name(p, o, name, &place);
+    pthread_mutex_unlock(&p->lock);
+    p->m->describe(p->sctx, name, place, info->path, sizeof info->path);
+    return SP_OK;
+}

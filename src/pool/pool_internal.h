@@ -1,0 +1,69 @@
+/* The pool's private state, shared by pool.c and stats.c.
+ *
+ * Locking: `lock` guards every field below except disk_used (atomic: charged by
+ * writers outside the lock as bytes are written). An object in a transitional
+ * state (SPILLING, RESTORING) belongs to the one thread doing its I/O; every other
+ * thread that needs it waits on io_cv, which is broadcast whenever a transition
+ * ends. Memory is reserved (mem_used) before a restore or a put, so two threads can
+ * never both take the last free bytes.
+ */
+#ifndef SP_POOL_INTERNAL_H
+#define SP_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "../common/error.h"
+#include "spillpool/pool.h"
+
+enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
+
+typedef struct sp_obj {
+    struct sp_obj *prev, *next; /* recency list: unpinned in-memory objects only */
+    struct sp_obj *vnext;       /* a thread's private list of victims being spilled */
+    void *data;                 /* NULL while on disk */
+    const sp_type *type;
+    char *tag;                  /* the caller's file name, or NULL */
+    uint64_t serial;            /* names the spill file of an untagged object */
+    uint64_t size;              /* charged memory bytes */
+    uint64_t enc_len;           /* bytes encode wrote (what decode will read) */
+    uint64_t disk_bytes;        /* bytes of its file; 0 when it has none */
+    uint32_t refs, pins, slot;
+    uint8_t state, retain, has_file;
+} sp_obj;
+
+typedef struct sp_slot {
+    sp_obj *obj;
+    uint32_t gen;
+    uint32_t next_free;
+} sp_slot;
+
+struct sp_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t io_cv;
+    sp_config cfg;
+    char *dir;
+    const sp_store_methods *m;
+    void *sctx;
+    int own_store;
+    uint64_t id; /* names retained files */
+
+    sp_slot *slots;
+    uint32_t nslots, cap, free_head;
+    sp_obj lru; /* sentinel: lru.next is the most recently used */
+
+    uint64_t mem_used;    /* in memory, in flight and reserved */
+    uint64_t mem_leaving; /* of mem_used: objects being spilled right now */
+    _Atomic uint64_t disk_used;
+    uint64_t serial;
+
+    uint64_t n_mem, n_disk, n_pinned;
+    uint64_t hits, misses, evictions, bytes_spilled, bytes_restored, files_written, files_read;
+    uint64_t spill_ns, restore_ns, spill_failures;
+
+    /* write-back thread (cfg.spill_ahead > 0) */
+    pthread_t flusher;
+    pthread_cond_t flush_cv;
+    int flusher_running, stopping;
+};
+
+#endif
