@@ -28,6 +28,21 @@ static uint64_t get64(const unsigned char *p)
     return v;
 }
 
+/* Grow a staging buffer to hold need bytes (doubling, at most one frame), so small
+ * objects never pay for a whole frame's buffer. */
+static sp_status sp_grow(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return SP_OK;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need) n *= 2;
+    if (n > SP_FRAME_SIZE) n = SP_FRAME_SIZE;
+    unsigned char *p = sp__realloc(*buf, n);
+    SP_RETURN_IF(p == NULL, SP_ERR_NOMEM, "out of memory for a %zu-byte frame buffer", n);
+    *buf = p;
+    *cap = n;
+    return SP_OK;
+}
+
 static uint64_t sp_frame_seed(uint32_t stored, uint32_t raw, uint32_t flags, uint64_t index)
 {
     return (((uint64_t)stored << 32) | raw) ^ ((uint64_t)flags << 58) ^ (index * 0x9E3779B97F4A7C15ull);
@@ -84,12 +99,9 @@ sp_status sp_write(sp_writer *w, const void *buf, size_t len)
             len -= SP_FRAME_SIZE;
             continue;
         }
-        if (!w->stage) {
-            w->stage = sp__malloc(SP_FRAME_SIZE);
-            SP_RETURN_IF(!w->stage, SP_ERR_NOMEM, "spill: out of memory for a frame buffer");
-        }
         size_t n = SP_FRAME_SIZE - w->fill;
         if (n > len) n = len;
+        SP_FORWARD(sp_grow(&w->stage, &w->stage_cap, w->fill + n));
         memcpy(w->stage + w->fill, p, n);
         w->fill += n;
         p += n;
@@ -209,10 +221,7 @@ sp_status sp_read(sp_reader *r, void *buf, size_t len)
             len -= flen;
             continue;
         }
-        if (!r->stage) {
-            r->stage = sp__malloc(SP_FRAME_SIZE);
-            SP_RETURN_IF(!r->stage, SP_ERR_NOMEM, "%s: out of memory for a frame buffer", r->what);
-        }
+        SP_FORWARD(sp_grow(&r->stage, &r->stage_cap, flen));
         SP_FORWARD(sp_take(r, r->stage, flen));
         SP_FORWARD(sp_check_frame(r, r->stage, flen, hash));
         r->stage_len = flen;

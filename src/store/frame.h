@@ -30,8 +30,8 @@ struct sp_writer {
     void *file;
     sp_charge_fn charge;
     void *charge_ctx;
-    unsigned char *stage; /* allocated only if encode writes in pieces */
-    size_t fill;
+    unsigned char *stage; /* grown on demand, to SP_FRAME_SIZE at most */
+    size_t fill, stage_cap;
     uint64_t raw_total, stored_total, frames;
 };
 
@@ -41,7 +41,7 @@ struct sp_reader {
     const char *what; /* the object and path, for messages */
     uint64_t file_size, consumed, raw_total, frames;
     unsigned char *stage;
-    size_t stage_len, stage_pos;
+    size_t stage_len, stage_pos, stage_cap;
 };
 
 /* Write the header. stored_total counts every byte charged, even on failure. */
