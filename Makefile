@@ -1,10 +1,10 @@
 # make demo  - install what is missing, build, run the article's example
 # make test  - install what is missing, build, run every test (plain, ASan+UBSan, TSan)
 # make bench - the W1 benchmark (see README)
-DEBS := build-essential cmake pkg-config libxxhash-dev libcmocka-dev libzstd-dev liblz4-dev zlib1g-dev libsodium-dev
+DEBS := build-essential cmake pkg-config clang libclang-rt-dev libxxhash-dev libcmocka-dev libzstd-dev liblz4-dev zlib1g-dev libsodium-dev
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-plain test-asan test-tsan bench clean
+.PHONY: all deps build demo test test-plain test-asan test-tsan test-fuzz bench clean
 
 all: build
 
@@ -40,11 +40,17 @@ test-tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -L concurrency
 
+# libFuzzer over the spill-file decoder, from a corpus of real spill files.
+test-fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_SANITIZE=address -DSP_FUZZ=ON -DSP_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_frame make_corpus
+	cd build-fuzz && ctest --output-on-failure -L fuzz
+
 # The plain run last, so its summary closes the output.
-test: test-asan test-tsan test-plain
+test: test-asan test-tsan test-fuzz test-plain
 
 bench: build
 	./build/bench_w1
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz
