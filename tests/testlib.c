@@ -201,6 +201,8 @@ static sp_status t_open(void *ctx, const char *name, sp_place place, void **out,
 {
     t_store *s = ctx;
     atomic_fetch_add(&s->opens, 1);
+    int delay = atomic_load(&s->read_delay_ms);
+    if (delay) t_sleep_ms(delay);
     t_file *f = malloc(sizeof *f);
     if (!f) return SP_ERR_NOMEM;
     f->s = s;

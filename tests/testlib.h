@@ -56,6 +56,7 @@ typedef struct t_store {
     atomic_int creates, opens, reads, removes;
     atomic_int writers_now, writers_max; /* concurrent writes seen */
     atomic_int write_delay_ms;           /* sleep in each create, to make overlap visible */
+    atomic_int read_delay_ms;            /* sleep in each open, likewise */
 } t_store;
 
 extern const sp_store_methods t_store_methods;

@@ -236,14 +236,17 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
 }
 
 /* Spill victims until mem_used + need <= limit. Lock held; released around I/O.
- * With wait set, waits for other threads' spills that would make enough room. */
+ * Other threads' spills in flight are not counted as room: the bytes they free are
+ * already spoken for by their own puts, so each caller picks victims for its own
+ * need and the writes of independent callers overlap. With wait set and nothing
+ * left to pick, waits for those spills to finish. */
 static sp_status sp_evict_until(sp_pool *p, uint64_t need, uint64_t limit, int wait)
 {
     for (;;) {
         if (p->mem_used + need <= limit) return SP_OK;
         sp_obj *victims = NULL;
         uint64_t freeing = 0;
-        while (p->mem_used - p->mem_leaving - freeing + need > limit) {
+        while (p->mem_used - freeing + need > limit) {
             sp_obj *v = sp_pick_victim(p);
             if (!v) break;
             sp_list_remove(v);
