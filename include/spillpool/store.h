@@ -51,7 +51,8 @@ typedef struct sp_store_methods {
  * session directory `dir/session-<pid>-<random>/` (mode 0700) held by a lock file.
  * Files are created mode 0600. Closing it removes the session directory.
  *
- * Errors: SP_ERR_INVALID (dir empty or too long), SP_ERR_PERMISSION (EACCES/EPERM,
+ * Errors: SP_ERR_INVALID (dir empty, too long, or an existing non-directory),
+ * SP_ERR_PERMISSION (EACCES/EPERM,
  * or dir not writable), SP_ERR_IO (anything else), SP_ERR_NOMEM. */
 sp_status sp_dir_store_open(const char *dir, void **ctx);
 void sp_dir_store_close(void *ctx);
