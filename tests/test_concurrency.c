@@ -183,8 +183,9 @@ static void *stress_worker(void *argp)
     return NULL;
 }
 
-static void stress(sp_policy policy, uint64_t spill_ahead)
+static void stress(sp_policy policy, uint64_t spill_ahead, const char *filters)
 {
+    static const unsigned char key[32] = "concurrency-test-key-0123456789";
     char *dir = t_tmpdir();
     sp_config cfg;
     sp_config_default(&cfg);
@@ -193,6 +194,8 @@ static void stress(sp_policy policy, uint64_t spill_ahead)
     cfg.dir = dir;
     cfg.policy = policy;
     cfg.spill_ahead = spill_ahead;
+    cfg.filters = filters;
+    cfg.key = filters ? key : NULL;
     sp_pool *p;
     t_ok(sp_pool_open(&p, &cfg));
     problems pr;
@@ -230,19 +233,27 @@ static void stress(sp_policy policy, uint64_t spill_ahead)
 static void stress_mru_on_demand(void **state)
 {
     (void)state;
-    stress(SP_POLICY_MRU, 0);
+    stress(SP_POLICY_MRU, 0, NULL);
 }
 
 static void stress_lru_on_demand(void **state)
 {
     (void)state;
-    stress(SP_POLICY_LRU, 0);
+    stress(SP_POLICY_LRU, 0, NULL);
 }
 
 static void stress_mru_write_back(void **state)
 {
     (void)state;
-    stress(SP_POLICY_MRU, 16 << 10);
+    stress(SP_POLICY_MRU, 16 << 10, NULL);
+}
+
+/* Codec contexts are per thread: many threads compressing and encrypting at once. */
+static void stress_with_filters(void **state)
+{
+    (void)state;
+    stress(SP_POLICY_LRU, 16 << 10, "zstd:1,encrypt");
+    stress(SP_POLICY_MRU, 0, "lz4,gzip:1");
 }
 
 /* ---- 8 threads pin the same spilled object: one read, the rest wait for it ---- */
@@ -564,6 +575,7 @@ int main(void)
         cmocka_unit_test(stress_mru_on_demand),
         cmocka_unit_test(stress_lru_on_demand),
         cmocka_unit_test(stress_mru_write_back),
+        cmocka_unit_test(stress_with_filters),
         cmocka_unit_test(concurrent_pins_share_one_read),
         cmocka_unit_test(independent_spills_run_in_parallel),
         cmocka_unit_test(release_races_with_spill_and_restore),

@@ -90,6 +90,12 @@ typedef struct sp_config {
      * and must keep it alive until sp_pool_close returns. */
     const sp_store_methods *store;
     void *store_ctx;
+    /* Filters for spilled bytes, e.g. "zstd:3,encrypt" (see filter.h); NULL: none. */
+    const char *filters;
+    /* The encryption key: 32 bytes (copied at open), or a file holding 32 raw bytes or
+     * 64 hex characters, readable by its owner only. key wins over key_file. */
+    const unsigned char *key;
+    const char *key_file;
 } sp_config;
 
 /* The defaults: memory bound min(8 GiB, half of the machine's or cgroup's memory),
@@ -97,9 +103,9 @@ typedef struct sp_config {
 void sp_config_default(sp_config *cfg);
 
 /* The defaults overridden by SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,
- * SPILLPOOL_DIR, SPILLPOOL_POLICY and SPILLPOOL_SPILL_AHEAD. Sizes take plain bytes
- * or units (see sp_parse_size). A `dir` read from the environment points into the
- * environment and is valid while it is unchanged.
+ * SPILLPOOL_DIR, SPILLPOOL_POLICY, SPILLPOOL_SPILL_AHEAD, SPILLPOOL_FILTERS and
+ * SPILLPOOL_KEY_FILE. Sizes take plain bytes or units (see sp_parse_size). Strings
+ * read from the environment point into it and are valid while it is unchanged.
  * Errors: SP_ERR_INVALID naming the variable and its value. */
 sp_status sp_config_from_env(sp_config *cfg);
 
@@ -115,7 +121,9 @@ sp_status sp_parse_policy(const char *text, sp_policy *out);
 /* ---- The pool ---- */
 
 /* Open a pool. cfg NULL: sp_config_from_env(). Errors: SP_ERR_INVALID (a zero bound,
- * an unknown policy), the directory store's errors, SP_ERR_NOMEM. */
+ * an unknown policy, a bad filter chain, encrypt without a key), the key file's
+ * errors (SP_ERR_NOT_FOUND, SP_ERR_PERMISSION when others may read it, SP_ERR_INVALID
+ * for a wrong length), the directory store's errors, SP_ERR_NOMEM. */
 sp_status sp_pool_open(sp_pool **pool, const sp_config *cfg);
 
 /* Free every object and the session directory; retained objects still in memory are
@@ -126,6 +134,9 @@ sp_status sp_pool_close(sp_pool *pool);
 typedef struct sp_put_options {
     const char *tag; /* the file name to store the object under (kept place), or NULL */
     int retain;      /* nonzero: the file outlives the release and the pool */
+    /* This object's filter chain, e.g. "lz4" or "" for none; NULL: the pool's chain
+     * at the time the object is spilled. */
+    const char *filters;
 } sp_put_options;
 
 /* Hand obj to the pool; on success the pool owns it and *ref has one reference.
@@ -182,6 +193,18 @@ typedef struct sp_stats {
     uint64_t spill_failures; /* spills that failed (the object stayed in memory) */
     double spill_seconds, restore_seconds;  /* summed over threads */
     double spill_mb_s, restore_mb_s;        /* bytes / seconds above, 0 if none */
+    /* Spill files written: the objects' stored form before filters, and the bytes
+     * that reached the disk after them (headers included). */
+    uint64_t bytes_before_filters, bytes_after_filters;
+    double compression_ratio; /* before / after; 0 if nothing written */
+    /* Per filter (by canonical name, over every chain used): frames run, frames it
+     * skipped (compression that did not pay), bytes in and out, time spent. */
+    unsigned n_filters;
+    struct sp_filter_stats {
+        char name[32];
+        uint64_t frames, skipped, bytes_in, bytes_out;
+        double encode_seconds, decode_seconds;
+    } filters[8];
 } sp_stats;
 
 sp_status sp_pool_stats(sp_pool *pool, sp_stats *out);

@@ -4,5 +4,6 @@
 #include "status.h"
 #include "store.h"
 #include "pool.h"
+#include "filter.h"
 #define SPILLPOOL_VERSION "0.1.0"
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "spillpool/spillpool.h"
+#include "bench_filters.h"
 #include "workload.h"
 
 static void usage(FILE *f)
@@ -17,11 +18,18 @@ static void usage(FILE *f)
             "        the article's example: N partitions (default 200) of R rows (default\n"
             "        1048576) of two dictionary-coded columns, put into the pool, then each\n"
             "        pinned and checksummed; prints the checksum, the pool and its disk use\n"
+            "  bench filters [--parts N] [--rows R] [--bound SIZE] [--runs K]\n"
+            "                [--chains 'c1;c2;...'] [--json]\n"
+            "        the demo under a memory bound that sends most partitions to disk (default\n"
+            "        an eighth of the data), once per filter chain (default: plain, zstd, lz4,\n"
+            "        gzip, encrypt, zstd+encrypt, lz4+encrypt): disk bytes, spill and restore\n"
+            "        MB/s and seconds, each against plain\n"
             "  config [--json]   the configuration the SPILLPOOL_* variables give\n"
             "  version\n"
             "\n"
             "configuration (environment): SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,\n"
-            "SPILLPOOL_DIR, SPILLPOOL_POLICY (mru|lru), SPILLPOOL_SPILL_AHEAD\n");
+            "SPILLPOOL_DIR, SPILLPOOL_POLICY (mru|lru), SPILLPOOL_SPILL_AHEAD,\n"
+            "SPILLPOOL_FILTERS (e.g. zstd:3,encrypt), SPILLPOOL_KEY_FILE\n");
 }
 
 static int fail(sp_status st, const char *what)
@@ -49,24 +57,37 @@ static int parse_u64(const char *opt, const char *v, uint64_t min, uint64_t max,
     return 0;
 }
 
+/* The workload options shared by demo and bench: 1 taken (i advanced), 0 not
+ * one of them, -1 bad value (already reported). */
+static int parse_demo_opt(int argc, char **argv, int *i, sp_demo_opts *o)
+{
+    uint64_t v;
+    const char *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (strcmp(argv[*i], "--parts") == 0) {
+        if (parse_u64("--parts", val, 1, 1u << 24, &v)) return -1;
+        o->parts = (uint32_t)v;
+    } else if (strcmp(argv[*i], "--rows") == 0) {
+        if (parse_u64("--rows", val, 1, 1ull << 32, &v)) return -1;
+        o->rows = v;
+    } else if (strcmp(argv[*i], "--seed") == 0) {
+        if (parse_u64("--seed", val, 0, UINT64_MAX, &v)) return -1;
+        o->seed = v;
+    } else return 0;
+    (*i)++;
+    return 1;
+}
+
 static int cmd_demo(int argc, char **argv)
 {
     sp_demo_opts o;
     sp_demo_defaults(&o);
     int json = 0;
     for (int i = 0; i < argc; i++) {
-        uint64_t v;
+        int got = parse_demo_opt(argc, argv, &i, &o);
+        if (got < 0) return 2;
+        if (got) continue;
         if (strcmp(argv[i], "--json") == 0) json = 1;
-        else if (strcmp(argv[i], "--parts") == 0) {
-            if (parse_u64("--parts", i + 1 < argc ? argv[++i] : NULL, 1, 1u << 24, &v)) return 2;
-            o.parts = (uint32_t)v;
-        } else if (strcmp(argv[i], "--rows") == 0) {
-            if (parse_u64("--rows", i + 1 < argc ? argv[++i] : NULL, 1, 1ull << 32, &v)) return 2;
-            o.rows = v;
-        } else if (strcmp(argv[i], "--seed") == 0) {
-            if (parse_u64("--seed", i + 1 < argc ? argv[++i] : NULL, 0, UINT64_MAX, &v)) return 2;
-            o.seed = v;
-        } else {
+        else {
             fprintf(stderr, "spillpool demo: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
@@ -142,6 +163,64 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+static int cmd_bench(int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "filters") != 0) {
+        fprintf(stderr, "spillpool bench: which benchmark? (filters)\n");
+        return 2;
+    }
+    sp_bench_filters_opts o;
+    memset(&o, 0, sizeof o);
+    sp_demo_defaults(&o.demo);
+    o.runs = 1;
+    const char *chains[32];
+    char *list = NULL;
+    for (int i = 1; i < argc; i++) {
+        int got = parse_demo_opt(argc, argv, &i, &o.demo);
+        if (got < 0) return 2;
+        if (got) continue;
+        uint64_t v;
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--json") == 0) o.json = 1;
+        else if (strcmp(argv[i], "--runs") == 0) {
+            if (parse_u64("--runs", val, 1, 16, &v)) return 2;
+            o.runs = (unsigned)v;
+            i++;
+        } else if (strcmp(argv[i], "--bound") == 0) {
+            if (!val || sp_parse_size(val, &o.memory_bound) != SP_OK || o.memory_bound == 0) {
+                fprintf(stderr, "spillpool bench filters: --bound '%s': expected a size such as 256MiB\n",
+                        val ? val : "");
+                return 2;
+            }
+            i++;
+        } else if (strcmp(argv[i], "--chains") == 0 && val) {
+            free(list);
+            list = strdup(val);
+            o.nchains = 0;
+            /* ';' separates chains, since ',' separates the filters of one */
+            for (char *save = NULL, *t = strtok_r(list, ";", &save); t && o.nchains < 32;
+                 t = strtok_r(NULL, ";", &save)) {
+                if (strcmp(t, "plain") == 0) t[0] = '\0';
+                sp_status st = sp_filters_check(t);
+                if (st != SP_OK) {
+                    free(list);
+                    return fail(st, "--chains");
+                }
+                chains[o.nchains++] = t;
+            }
+            o.chains = chains;
+            i++;
+        } else {
+            fprintf(stderr, "spillpool bench filters: unknown option '%s'\n", argv[i]);
+            free(list);
+            return 2;
+        }
+    }
+    int rc = sp_bench_filters(&o);
+    free(list);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -150,6 +229,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0) return cmd_config(argc - 2, argv + 2);
+    if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("spillpool %s\n", SPILLPOOL_VERSION);
         return 0;

@@ -26,6 +26,7 @@ const char *sp_strerror(sp_status st)
     case SP_ERR_BUSY: return "busy";
     case SP_ERR_PERMISSION: return "permission denied";
     case SP_ERR_UNSUPPORTED: return "unsupported";
+    case SP_ERR_AUTH: return "authentication failed";
     }
     return "unknown status";
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "spillpool/filter.h"
 #include "spillpool/pool.h"
 
 #define SP_GIB (1024ull * 1024 * 1024)
@@ -86,6 +87,17 @@ sp_status sp_config_from_env(sp_config *cfg)
     if (dir) {
         SP_RETURN_IF(dir[0] == '\0', SP_ERR_INVALID, "SPILLPOOL_DIR: empty (unset it for the default)");
         c.dir = dir;
+    }
+    const char *filters = getenv("SPILLPOOL_FILTERS");
+    if (filters) {
+        sp_status st = sp_filters_check(filters);
+        if (st != SP_OK) return sp__wrap(st, "SPILLPOOL_FILTERS");
+        c.filters = filters;
+    }
+    const char *key_file = getenv("SPILLPOOL_KEY_FILE");
+    if (key_file) {
+        SP_RETURN_IF(key_file[0] == '\0', SP_ERR_INVALID, "SPILLPOOL_KEY_FILE: empty (unset it for no key)");
+        c.key_file = key_file;
     }
     *cfg = c;
     return SP_OK;

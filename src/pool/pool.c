@@ -1,6 +1,7 @@
 /* The pool: refs, reference counts, pins, placement and eviction.
  * See pool_internal.h for what the lock guards and how transitions are owned. */
 #include <errno.h>
+#include <sodium.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,17 +11,12 @@
 #include <unistd.h>
 
 #include "../common/alloc.h"
+#include "../common/clock.h"
+#include "../filter/codec.h"
 #include "../store/frame.h"
 #include "pool_internal.h"
 
 #define SP_NAME_CAP 300
-
-static uint64_t sp_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- recency list: O(1) touch, remove and victim choice ---- */
 
@@ -138,17 +134,35 @@ static sp_status sp_charge_disk(void *ctx, uint64_t n)
     return SP_OK;
 }
 
+/* A copy of the pool's key for one file's I/O (set_key may replace it meanwhile);
+ * the caller wipes it. Returns NULL when the pool has none. */
+static unsigned char *sp_key_copy(sp_pool *p, unsigned char key[SP_KEY_BYTES])
+{
+    pthread_mutex_lock(&p->lock);
+    unsigned char *k = p->key ? key : NULL;
+    if (k) memcpy(key, p->key, SP_KEY_BYTES);
+    pthread_mutex_unlock(&p->lock);
+    return k;
+}
+
 /* Encode o into its file. Called without the lock; o is owned by this thread. */
 static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64_t *enc)
 {
     char name[SP_NAME_CAP];
     sp_place place;
     sp_obj_name(p, o, name, &place);
+    sp_chain *chain = o->chain ? o->chain : atomic_load(&p->chain);
+    unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
+    if (chain && chain->encrypted) key = sp_key_copy(p, keybuf);
     void *f;
     sp_status st = p->m->create(p->sctx, name, place, &f);
-    if (st != SP_OK) return sp__wrap(st, "spilling object %llu", (unsigned long long)o->serial);
+    if (st != SP_OK) {
+        sodium_memzero(keybuf, sizeof keybuf);
+        return sp__wrap(st, "spilling object %llu", (unsigned long long)o->serial);
+    }
     sp_writer w;
-    st = sp__writer_begin(&w, p->m, f, sp_charge_disk, p);
+    st = sp__writer_begin(&w, p->m, f, sp_charge_disk, p, chain, key);
+    sodium_memzero(keybuf, sizeof keybuf);
     if (st == SP_OK) st = o->type->encode(o->data, &w);
     if (st == SP_OK) st = sp__writer_finish(&w);
     sp__writer_cleanup(&w);
@@ -160,6 +174,7 @@ static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64
     }
     *stored = w.stored_total;
     *enc = w.raw_total;
+    o->file_chain = chain;
     return SP_OK;
 }
 
@@ -178,7 +193,10 @@ static sp_status sp_read_object(sp_pool *p, sp_obj *o, void **data)
     if (st != SP_OK) return sp__wrap(st, "restoring object %llu", (unsigned long long)o->serial);
     sp_reader r;
     void *d = NULL;
-    st = sp__reader_begin(&r, p->m, f, fsize, what);
+    unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
+    if (o->file_chain && o->file_chain->encrypted) key = sp_key_copy(p, keybuf);
+    st = sp__reader_begin(&r, p->m, f, fsize, what, o->file_chain, key);
+    sodium_memzero(keybuf, sizeof keybuf);
     if (st == SP_OK) st = o->type->decode(&r, o->enc_len, &d);
     if (st == SP_OK) {
         st = sp__reader_finish(&r);
@@ -206,10 +224,10 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
 {
     uint64_t old_file = v->has_file ? v->disk_bytes : 0, stored = 0, enc = 0;
     pthread_mutex_unlock(&p->lock);
-    uint64_t t0 = sp_now_ns();
+    uint64_t t0 = sp__now_ns();
     sp_status st = sp_write_object(p, v, &stored, &enc);
     if (st == SP_OK) v->type->free(v->data); /* before accounting: never under-report */
-    uint64_t dt = sp_now_ns() - t0;
+    uint64_t dt = sp__now_ns() - t0;
     pthread_mutex_lock(&p->lock);
     p->mem_leaving -= v->size;
     if (st == SP_OK) {
@@ -226,6 +244,8 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         p->bytes_spilled += v->size;
         p->files_written++;
         p->spill_ns += dt;
+        p->bytes_before_filters += enc;
+        p->bytes_after_filters += stored;
     } else {
         v->state = SP_ST_MEM;
         sp_list_push_last_victim(p, v);
@@ -337,6 +357,119 @@ static void sp_flusher_stop(sp_pool *p)
     p->flusher_running = 0;
 }
 
+/* ---- filters and keys ---- */
+
+/* The interned chain for text (lock held, or the pool not yet shared). */
+static sp_status sp_chain_intern(sp_pool *p, const char *text, sp_chain **out)
+{
+    sp_chain_node *n = sp__malloc(sizeof *n);
+    SP_RETURN_IF(!n, SP_ERR_NOMEM, "filter chain: out of memory");
+    sp_status st = sp__chain_parse(text, p->custom, p->ncustom, &n->chain);
+    if (st == SP_OK && n->chain.encrypted && !p->key)
+        st = sp__fail(SP_ERR_INVALID,
+                      "filter chain \"%s\" encrypts, but the pool has no key: set SPILLPOOL_KEY_FILE, "
+                      "sp_config.key_file or sp_config.key",
+                      text);
+    if (st != SP_OK) {
+        sp__free(n);
+        return st;
+    }
+    for (sp_chain_node *x = p->chains; x; x = x->next)
+        if (strcmp(x->chain.text, n->chain.text) == 0) {
+            sp__free(n);
+            *out = &x->chain;
+            return SP_OK;
+        }
+    n->next = p->chains;
+    p->chains = n;
+    *out = &n->chain;
+    return SP_OK;
+}
+
+static sp_status sp_filters_open(sp_pool *p, const sp_config *c)
+{
+    if (c->key || c->key_file) {
+        SP_FORWARD(sp__crypto_init());
+        p->key = sp__key_alloc();
+        SP_RETURN_IF(!p->key, SP_ERR_NOMEM, "key: out of locked memory");
+        if (c->key) memcpy(p->key, c->key, SP_KEY_BYTES);
+        else SP_FORWARD(sp__key_load_file(c->key_file, p->key));
+    }
+    sp_chain *ch;
+    SP_FORWARD(sp_chain_intern(p, c->filters, &ch));
+    atomic_store(&p->chain, ch);
+    return SP_OK;
+}
+
+static void sp_filters_close(sp_pool *p)
+{
+    while (p->chains) {
+        sp_chain_node *n = p->chains;
+        p->chains = n->next;
+        sp__free(n);
+    }
+    if (p->key) sp__key_free(p->key); /* wipes it */
+    p->key = NULL;
+}
+
+sp_status sp_pool_add_filter(sp_pool *p, const sp_filter_def *def)
+{
+    SP_RETURN_IF(!p, SP_ERR_INVALID, "sp_pool_add_filter: NULL pool");
+    SP_FORWARD(sp__filter_def_check(def));
+    pthread_mutex_lock(&p->lock);
+    sp_status st = SP_OK;
+    for (unsigned i = 0; i < p->ncustom && st == SP_OK; i++)
+        if (strcmp(p->custom[i].name, def->name) == 0)
+            st = sp__fail(SP_ERR_INVALID, "filter %s: already added", def->name);
+    if (st == SP_OK && p->ncustom == SP_CUSTOM_MAX)
+        st = sp__fail(SP_ERR_INVALID, "filter %s: a pool takes at most %d filters of its own", def->name,
+                      SP_CUSTOM_MAX);
+    if (st == SP_OK) p->custom[p->ncustom++] = *def;
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_pool_set_filters(sp_pool *p, const char *text)
+{
+    SP_RETURN_IF(!p, SP_ERR_INVALID, "sp_pool_set_filters: NULL pool");
+    pthread_mutex_lock(&p->lock);
+    sp_chain *ch;
+    sp_status st = sp_chain_intern(p, text, &ch);
+    if (st == SP_OK) atomic_store(&p->chain, ch);
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_pool_get_filters(sp_pool *p, char *buf, size_t cap)
+{
+    SP_RETURN_IF(!p || !buf, SP_ERR_INVALID, "sp_pool_get_filters: NULL argument");
+    const char *t = atomic_load(&p->chain)->text;
+    SP_RETURN_IF(strlen(t) >= cap, SP_ERR_INVALID, "sp_pool_get_filters: %zu bytes needed", strlen(t) + 1);
+    strcpy(buf, t);
+    return SP_OK;
+}
+
+sp_status sp_filters_check(const char *text)
+{
+    sp_chain *tmp = sp__malloc(sizeof *tmp);
+    SP_RETURN_IF(!tmp, SP_ERR_NOMEM, "filter chain: out of memory");
+    sp_status st = sp__chain_parse(text, NULL, 0, tmp);
+    sp__free(tmp);
+    return st;
+}
+
+sp_status sp_pool_set_key(sp_pool *p, const unsigned char key[SP_KEY_BYTES])
+{
+    SP_RETURN_IF(!p || !key, SP_ERR_INVALID, "sp_pool_set_key: NULL argument");
+    SP_FORWARD(sp__crypto_init());
+    pthread_mutex_lock(&p->lock);
+    if (!p->key) p->key = sp__key_alloc();
+    if (p->key) memcpy(p->key, key, SP_KEY_BYTES);
+    sp_status st = p->key ? SP_OK : sp__fail(SP_ERR_NOMEM, "key: out of locked memory");
+    pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
 /* ---- open / close ---- */
 
 static sp_status sp_default_dir(char **out)
@@ -403,12 +536,17 @@ sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
         return st;
     }
     if (getrandom(&p->id, sizeof p->id, GRND_NONBLOCK) != (ssize_t)sizeof p->id)
-        p->id = sp_now_ns() ^ ((uint64_t)getpid() << 32);
+        p->id = sp__now_ns() ^ ((uint64_t)getpid() << 32);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->io_cv, NULL);
     pthread_cond_init(&p->flush_cv, NULL);
     p->lru.next = p->lru.prev = &p->lru;
-    if (c.spill_ahead > 0 && (st = sp_flusher_start(p)) != SP_OK) {
+    st = sp_filters_open(p, &c);
+    p->cfg.filters = NULL; /* the caller's strings and key are not kept */
+    p->cfg.key = NULL;
+    p->cfg.key_file = NULL;
+    if (st != SP_OK || (c.spill_ahead > 0 && (st = sp_flusher_start(p)) != SP_OK)) {
+        sp_filters_close(p);
         if (p->own_store) sp_dir_store_close(p->sctx);
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->io_cv);
@@ -460,6 +598,7 @@ sp_status sp_pool_close(sp_pool *p)
         sp_obj_destroy(o);
     }
     if (p->own_store) sp_dir_store_close(p->sctx);
+    sp_filters_close(p);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->io_cv);
     pthread_cond_destroy(&p->flush_cv);
@@ -494,8 +633,6 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
     char b1[32], b2[32];
     SP_RETURN_IF(size > p->cfg.memory_bound, SP_ERR_TOO_BIG, "object of %s: larger than the memory bound %s",
                  sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.memory_bound, b2, sizeof b2));
-    SP_RETURN_IF(size > p->cfg.disk_bound, SP_ERR_TOO_BIG, "object of %s: larger than the disk bound %s",
-                 sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.disk_bound, b2, sizeof b2));
     sp_obj *o = sp__calloc(1, sizeof *o);
     SP_RETURN_IF(o == NULL, SP_ERR_NOMEM, "sp_put: out of memory");
     if (tag && (o->tag = sp__strdup(tag)) == NULL) {
@@ -511,6 +648,12 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
 
     pthread_mutex_lock(&p->lock);
     sp_status st = SP_OK;
+    if (opt && opt->filters) st = sp_chain_intern(p, opt->filters, &o->chain);
+    /* Too big for the disk, unless a filter might shrink it (checked as it is written). */
+    sp_chain *ch = o->chain ? o->chain : atomic_load(&p->chain);
+    if (st == SP_OK && size > p->cfg.disk_bound && !ch->may_shrink)
+        st = sp__fail(SP_ERR_TOO_BIG, "object of %s: larger than the disk bound %s",
+                      sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.disk_bound, b2, sizeof b2));
     for (uint32_t i = 0; tag && i < p->nslots && st == SP_OK; i++) {
         sp_obj *x = p->slots[i].obj;
         if (x && x->tag && strcmp(x->tag, tag) == 0)
@@ -549,7 +692,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
     p->mem_used += o->size; /* reserved before the read */
     sp_flusher_poke(p);
     pthread_mutex_unlock(&p->lock);
-    uint64_t t0 = sp_now_ns();
+    uint64_t t0 = sp__now_ns();
     void *data = NULL;
     st = sp_read_object(p, o, &data);
     int removed = 0;
@@ -563,7 +706,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
         p->m->remove(p->sctx, name, place);
         removed = 1;
     }
-    uint64_t dt = sp_now_ns() - t0;
+    uint64_t dt = sp__now_ns() - t0;
     pthread_mutex_lock(&p->lock);
     if (st == SP_OK) {
         o->data = data;
@@ -702,6 +845,9 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
         atomic_fetch_sub(&p->disk_used, old);
         o->has_file = 1;
         o->disk_bytes = stored;
+        p->files_written++;
+        p->bytes_before_filters += enc;
+        p->bytes_after_filters += stored;
         pthread_cond_broadcast(&p->io_cv);
     }
     sp_slot_free(p, o);

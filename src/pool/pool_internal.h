@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include "../common/error.h"
+#include "../filter/chain.h"
 #include "spillpool/pool.h"
 
 enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
@@ -27,9 +28,16 @@ typedef struct sp_obj {
     uint64_t size;              /* charged memory bytes */
     uint64_t enc_len;           /* bytes encode wrote (what decode will read) */
     uint64_t disk_bytes;        /* bytes of its file; 0 when it has none */
+    sp_chain *chain;            /* its own chain (sp_put_options.filters), or NULL */
+    sp_chain *file_chain;       /* the chain that wrote its file */
     uint32_t refs, pins, slot;
     uint8_t state, retain, has_file;
 } sp_obj;
+
+typedef struct sp_chain_node {
+    struct sp_chain_node *next;
+    sp_chain chain;
+} sp_chain_node;
 
 typedef struct sp_slot {
     sp_obj *obj;
@@ -59,6 +67,14 @@ struct sp_pool {
     uint64_t n_mem, n_disk, n_pinned;
     uint64_t hits, misses, evictions, bytes_spilled, bytes_restored, files_written, files_read;
     uint64_t spill_ns, restore_ns, spill_failures;
+    uint64_t bytes_before_filters, bytes_after_filters;
+
+    /* filters: every chain used stays until close, since files point at them */
+    sp_chain_node *chains;
+    sp_chain *_Atomic chain; /* the pool's chain for spills from now on */
+    sp_filter_def custom[SP_CUSTOM_MAX];
+    unsigned ncustom;
+    unsigned char *key; /* SP_KEY_BYTES in locked memory, or NULL */
 
     /* write-back thread (cfg.spill_ahead > 0) */
     pthread_t flusher;

@@ -1,4 +1,6 @@
 /* Framing and checksums of spilled objects: see frame.h for the format. */
+#include <pthread.h>
+#include <sodium.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -30,16 +32,91 @@ static uint64_t get64(const unsigned char *p)
 
 /* Grow a staging buffer to hold need bytes (doubling, at most one frame), so small
  * objects never pay for a whole frame's buffer. */
-static sp_status sp_grow(unsigned char **buf, size_t *cap, size_t need)
+static sp_status sp_grow_to(unsigned char **buf, size_t *cap, size_t need, size_t limit)
 {
     if (need <= *cap) return SP_OK;
     size_t n = *cap ? *cap : 4096;
     while (n < need) n *= 2;
-    if (n > SP_FRAME_SIZE) n = SP_FRAME_SIZE;
+    if (n > limit) n = limit;
     unsigned char *p = sp__realloc(*buf, n);
     SP_RETURN_IF(p == NULL, SP_ERR_NOMEM, "out of memory for a %zu-byte frame buffer", n);
     *buf = p;
     *cap = n;
+    return SP_OK;
+}
+
+static sp_status sp_grow(unsigned char **buf, size_t *cap, size_t need)
+{
+    return sp_grow_to(buf, cap, need, SP_FRAME_SIZE);
+}
+
+/* Filter scratch is kept per thread: a fresh pair of 1 MiB buffers for every spill
+ * costs page faults that outweigh a fast codec. A writer or reader borrows the
+ * thread's pair (or, if it is already lent out, owns buffers of its own). */
+typedef struct sp_scratch {
+    unsigned char *a, *b;
+    size_t cap;
+    int busy;
+} sp_scratch;
+
+static pthread_key_t sp_scratch_key;
+static pthread_once_t sp_scratch_once = PTHREAD_ONCE_INIT;
+
+static void sp_scratch_free(void *p)
+{
+    sp_scratch *sc = p;
+    sp__free(sc->a);
+    sp__free(sc->b);
+    sp__free(sc);
+}
+
+static void sp_scratch_init(void) { (void)pthread_key_create(&sp_scratch_key, sp_scratch_free); }
+
+static sp_scratch *sp_scratch_borrow(void)
+{
+    pthread_once(&sp_scratch_once, sp_scratch_init);
+    sp_scratch *sc = pthread_getspecific(sp_scratch_key);
+    if (!sc) {
+        sc = sp__calloc(1, sizeof *sc);
+        if (!sc) return NULL;
+        if (pthread_setspecific(sp_scratch_key, sc) != 0) {
+            sp__free(sc);
+            return NULL;
+        }
+    }
+    if (sc->busy) return NULL;
+    sc->busy = 1;
+    return sc;
+}
+
+/* Give the buffers back to the thread (keeping what they grew to), or free them. */
+static void sp_scratch_return(sp_scratch *sc, unsigned char **a, unsigned char **b, size_t cap)
+{
+    if (sc) {
+        sc->a = *a;
+        sc->b = *b;
+        sc->cap = cap;
+        sc->busy = 0;
+    } else {
+        sp__free(*a);
+        sp__free(*b);
+    }
+    *a = *b = NULL;
+}
+
+/* The chain's two scratch buffers, sized for a frame of n plain bytes. */
+static sp_status sp_grow_ab(sp_chain *c, sp_scratch **sc, unsigned char **a, unsigned char **b, size_t *cap,
+                            size_t n)
+{
+    if (!*a && !*sc && (*sc = sp_scratch_borrow()) != NULL) {
+        *a = (*sc)->a;
+        *b = (*sc)->b;
+        *cap = (*sc)->cap;
+    }
+    size_t need = sp__chain_caps(c, n, NULL), ca = *cap, cb = *cap;
+    SP_FORWARD(sp_grow_to(a, &ca, need, c->buf_cap));
+    SP_FORWARD(sp_grow_to(b, &cb, need, c->buf_cap));
+    *cap = ca < cb ? ca : cb;
     return SP_OK;
 }
 
@@ -57,35 +134,66 @@ static sp_status sp_emit(sp_writer *w, const void *buf, size_t len)
 
 static sp_status sp_emit_frame(sp_writer *w, const unsigned char *payload, uint32_t len, uint32_t flags)
 {
+    const unsigned char *out = payload;
+    size_t out_len = len;
+    uint32_t skip = 0;
+    if (w->chain) {
+        SP_FORWARD(sp_grow_ab(w->chain, &w->scratch, &w->a, &w->b, &w->ab_cap, len));
+        sp_frame_key k = {w->file_id, w->file_key};
+        SP_FORWARD(sp__chain_encode(w->chain, &k, w->frames, payload, len, w->a, w->b, &out, &out_len, &skip));
+        flags |= skip << SP_FRAME_SKIP_SHIFT;
+    }
     unsigned char h[SP_FRAME_HEADER];
-    put32(h, len);
+    put32(h, (uint32_t)out_len);
     put32(h + 4, len);
     put32(h + 8, flags);
     put32(h + 12, 0);
-    put64(h + 16, XXH3_64bits_withSeed(payload, len, sp_frame_seed(len, len, flags, w->frames)));
+    uint64_t hash = 0;
+    if (!w->chain || !w->chain->tail_auth)
+        hash = XXH3_64bits_withSeed(out, out_len, sp_frame_seed((uint32_t)out_len, len, flags, w->frames));
+    put64(h + 16, hash);
     SP_FORWARD(sp_emit(w, h, sizeof h));
-    if (len) SP_FORWARD(sp_emit(w, payload, len));
+    if (out_len) SP_FORWARD(sp_emit(w, out, out_len));
     w->frames++;
     w->raw_total += len;
     return SP_OK;
 }
 
 sp_status sp__writer_begin(sp_writer *w, const sp_store_methods *m, void *file, sp_charge_fn charge,
-                           void *charge_ctx)
+                           void *charge_ctx, sp_chain *chain, const unsigned char *key)
 {
     memset(w, 0, sizeof *w);
     w->m = m;
     w->file = file;
     w->charge = charge;
     w->charge_ctx = charge_ctx;
-    unsigned char h[32];
+    w->chain = chain && chain->n ? chain : NULL;
+    size_t clen = w->chain ? strlen(w->chain->text) : 0;
+    int keyed = w->chain && w->chain->encrypted;
+    SP_RETURN_IF(keyed && !key, SP_ERR_INVALID, "filter chain %s encrypts, but the pool has no key",
+                 w->chain->text);
+    if (keyed) SP_FORWARD(sp__crypto_init());
+    sp__random_bytes(w->file_id, sizeof w->file_id);
+    unsigned char h[SP_HEADER_MAX];
+    size_t n = 24;
     memcpy(h, sp_magic, 8);
-    put32(h + 8, 32);
     put32(h + 12, SP_FRAME_SIZE);
-    put32(h + 16, 0);
-    put32(h + 20, 0); /* chain_len 0, reserved 0 */
-    put64(h + 24, XXH3_64bits(h, 24));
-    return sp_emit(w, h, sizeof h);
+    put32(h + 16, keyed ? SP_HEADER_KEYCHECK : 0);
+    h[20] = (unsigned char)clen;
+    h[21] = (unsigned char)(clen >> 8);
+    h[22] = h[23] = 0;
+    if (clen) memcpy(h + n, w->chain->text, clen);
+    n += clen;
+    memcpy(h + n, w->file_id, SP_FILE_ID_BYTES);
+    n += SP_FILE_ID_BYTES;
+    if (keyed) {
+        sp__aead_key_check(key, w->file_id, h + n);
+        n += 16;
+        sp__aead_file_key(key, w->file_id, w->file_key);
+    }
+    put32(h + 8, (uint32_t)(n + 8));
+    put64(h + n, XXH3_64bits(h, n));
+    return sp_emit(w, h, n + 8);
 }
 
 sp_status sp_write(sp_writer *w, const void *buf, size_t len)
@@ -135,6 +243,9 @@ void sp__writer_cleanup(sp_writer *w)
 {
     sp__free(w->stage);
     w->stage = NULL;
+    sp_scratch_return(w->scratch, &w->a, &w->b, w->ab_cap);
+    w->scratch = NULL;
+    sodium_memzero(w->file_key, sizeof w->file_key);
 }
 
 /* Read exactly len bytes of the file, or fail naming where it ended. */
@@ -150,48 +261,107 @@ static sp_status sp_take(sp_reader *r, void *buf, size_t len)
 }
 
 sp_status sp__reader_begin(sp_reader *r, const sp_store_methods *m, void *file, uint64_t file_size,
-                           const char *what)
+                           const char *what, sp_chain *expect, const unsigned char *key)
 {
     memset(r, 0, sizeof *r);
     r->m = m;
     r->file = file;
     r->what = what;
     r->file_size = file_size;
-    unsigned char h[32];
-    SP_FORWARD(sp_take(r, h, sizeof h));
+    unsigned char h[SP_HEADER_MAX];
+    SP_FORWARD(sp_take(r, h, 24));
     SP_RETURN_IF(memcmp(h, sp_magic, 8) != 0, SP_ERR_CORRUPT, "%s: not a spill file (bad magic)", what);
-    SP_RETURN_IF(get64(h + 24) != XXH3_64bits(h, 24), SP_ERR_CORRUPT, "%s: header checksum mismatch", what);
-    SP_RETURN_IF(get32(h + 8) != 32 || get32(h + 12) != SP_FRAME_SIZE || get32(h + 16) != 0 ||
-                     get32(h + 20) != 0,
-                 SP_ERR_UNSUPPORTED, "%s: header names a format this version does not read", what);
+    uint32_t hlen = get32(h + 8), flags = get32(h + 16);
+    size_t clen = (size_t)h[20] | (size_t)h[21] << 8;
+    size_t want = 24 + clen + SP_FILE_ID_BYTES + ((flags & SP_HEADER_KEYCHECK) ? 16 : 0) + 8;
+    SP_RETURN_IF(clen >= SP_CHAIN_TEXT_CAP || hlen != want || (flags & ~SP_HEADER_KEYCHECK) || h[22] || h[23],
+                 SP_ERR_CORRUPT, "%s: malformed header", what);
+    SP_FORWARD(sp_take(r, h + 24, hlen - 24));
+    SP_RETURN_IF(get64(h + hlen - 8) != XXH3_64bits(h, hlen - 8), SP_ERR_CORRUPT,
+                 "%s: header checksum mismatch", what);
+    SP_RETURN_IF(get32(h + 12) != SP_FRAME_SIZE, SP_ERR_UNSUPPORTED,
+                 "%s: frames of %u bytes; this version reads %u", what, get32(h + 12), SP_FRAME_SIZE);
+    char text[SP_CHAIN_TEXT_CAP];
+    memcpy(text, h + 24, clen);
+    text[clen] = '\0';
+    SP_RETURN_IF(strlen(text) != clen, SP_ERR_CORRUPT, "%s: malformed header", what);
+    memcpy(r->file_id, h + 24 + clen, SP_FILE_ID_BYTES);
+    if (expect) {
+        SP_RETURN_IF(strcmp(text, expect->text) != 0, SP_ERR_CORRUPT,
+                     "%s: the file names filter chain \"%s\", but it was written with \"%s\"", what, text,
+                     expect->text);
+        r->chain = expect;
+    } else {
+        r->own_chain = sp__calloc(1, sizeof *r->own_chain);
+        SP_RETURN_IF(!r->own_chain, SP_ERR_NOMEM, "%s: out of memory", what);
+        sp_status st = sp__chain_parse(text, NULL, 0, r->own_chain);
+        if (st != SP_OK) return sp__wrap(st == SP_ERR_INVALID ? SP_ERR_UNSUPPORTED : st, "%s", what);
+        r->chain = r->own_chain;
+    }
+    if (r->chain->n == 0) r->chain = NULL;
+    int keyed = r->chain && r->chain->encrypted;
+    SP_RETURN_IF(keyed != !!(flags & SP_HEADER_KEYCHECK), SP_ERR_CORRUPT, "%s: malformed header (key check)",
+                 what);
+    if (keyed) {
+        SP_RETURN_IF(!key, SP_ERR_AUTH, "%s: encrypted (%s), but the pool has no key", what, text);
+        unsigned char check[16];
+        sp__aead_key_check(key, r->file_id, check);
+        int same = sodium_memcmp(check, h + 24 + clen + SP_FILE_ID_BYTES, 16) == 0;
+        SP_RETURN_IF(!same, SP_ERR_AUTH, "%s: encrypted with a different key than the pool's", what);
+        sp__aead_file_key(key, r->file_id, r->file_key);
+    }
     return SP_OK;
 }
 
-/* Read the next frame header; returns its payload length and flags. */
-static sp_status sp_next_frame(sp_reader *r, uint32_t *len, uint32_t *flags, uint64_t *hash)
+/* Read the next frame header. */
+static sp_status sp_next_frame(sp_reader *r, uint32_t *stored, uint32_t *raw, uint32_t *flags, uint64_t *hash)
 {
     unsigned char h[SP_FRAME_HEADER];
     SP_FORWARD(sp_take(r, h, sizeof h));
-    uint32_t stored = get32(h), raw = get32(h + 4);
+    *stored = get32(h);
+    *raw = get32(h + 4);
     *flags = get32(h + 8);
     *hash = get64(h + 16);
-    SP_RETURN_IF(stored != raw || stored > SP_FRAME_SIZE || get32(h + 12) != 0 || (*flags & ~SP_FRAME_END),
-                 SP_ERR_CORRUPT, "%s: malformed frame %llu at byte %llu", r->what,
+    uint32_t skip = *flags >> SP_FRAME_SKIP_SHIFT;
+    int ok = *raw <= SP_FRAME_SIZE && get32(h + 12) == 0 && (*flags & ~(SP_FRAME_END | (0xffu << SP_FRAME_SKIP_SHIFT))) == 0;
+    if (ok && !r->chain) ok = *stored == *raw && skip == 0;
+    if (ok && r->chain) ok = *stored <= sp__chain_caps(r->chain, *raw, NULL) && (skip >> r->chain->n) == 0;
+    if (ok && (*flags & SP_FRAME_END)) ok = *stored == 0 && *raw == 0 && skip == 0;
+    SP_RETURN_IF(!ok, SP_ERR_CORRUPT, "%s: malformed frame %llu at byte %llu", r->what,
                  (unsigned long long)r->frames, (unsigned long long)(r->consumed - SP_FRAME_HEADER));
-    SP_RETURN_IF((*flags & SP_FRAME_END) && stored != 0, SP_ERR_CORRUPT, "%s: malformed end marker",
-                 r->what);
-    *len = stored;
     return SP_OK;
 }
 
-static sp_status sp_check_frame(sp_reader *r, const unsigned char *p, uint32_t len, uint64_t hash)
+static sp_status sp_check_frame(sp_reader *r, const unsigned char *p, uint32_t stored, uint32_t raw,
+                                uint32_t flags, uint64_t hash)
 {
-    SP_RETURN_IF(XXH3_64bits_withSeed(p, len, sp_frame_seed(len, len, 0, r->frames)) != hash,
-                 SP_ERR_CORRUPT, "%s: checksum mismatch in frame %llu (bytes %llu..%llu)", r->what,
-                 (unsigned long long)r->frames, (unsigned long long)(r->consumed - len),
+    uint64_t want = 0;
+    if (!r->chain || !r->chain->tail_auth)
+        want = XXH3_64bits_withSeed(p, stored, sp_frame_seed(stored, raw, flags, r->frames));
+    SP_RETURN_IF(want != hash, SP_ERR_CORRUPT, "%s: checksum mismatch in frame %llu (bytes %llu..%llu)", r->what,
+                 (unsigned long long)r->frames, (unsigned long long)(r->consumed - stored),
                  (unsigned long long)r->consumed);
+    return SP_OK;
+}
+
+/* Read one frame's payload and undo the chain into dst (room for raw bytes). */
+static sp_status sp_load_frame(sp_reader *r, unsigned char *dst, uint32_t stored, uint32_t raw, uint32_t flags,
+                               uint64_t hash)
+{
+    if (!r->chain) { /* plain: the payload is the data, read in place */
+        SP_FORWARD(sp_take(r, dst, stored));
+        SP_FORWARD(sp_check_frame(r, dst, stored, raw, flags, hash));
+    } else {
+        SP_FORWARD(sp_grow_ab(r->chain, &r->scratch, &r->a, &r->b, &r->ab_cap, raw));
+        SP_FORWARD(sp_take(r, r->a, stored));
+        SP_FORWARD(sp_check_frame(r, r->a, stored, raw, flags, hash));
+        sp_frame_key k = {r->file_id, r->file_key};
+        sp_status st = sp__chain_decode(r->chain, &k, r->frames, flags >> SP_FRAME_SKIP_SHIFT, raw, r->a, stored,
+                                        r->a, r->b, dst);
+        if (st != SP_OK) return sp__wrap(st, "%s", r->what);
+    }
     r->frames++;
-    r->raw_total += len;
+    r->raw_total += raw;
     return SP_OK;
 }
 
@@ -208,23 +378,21 @@ sp_status sp_read(sp_reader *r, void *buf, size_t len)
             len -= n;
             continue;
         }
-        uint32_t flen, flags;
+        uint32_t stored, raw, flags;
         uint64_t hash;
-        SP_FORWARD(sp_next_frame(r, &flen, &flags, &hash));
+        SP_FORWARD(sp_next_frame(r, &stored, &raw, &flags, &hash));
         SP_RETURN_IF(flags & SP_FRAME_END, SP_ERR_CORRUPT, "%s: data ends %zu bytes short of the object",
                      r->what, len);
-        if (len >= flen) {
+        if (len >= raw) {
             /* The whole frame lands in the caller's buffer: no copy. */
-            SP_FORWARD(sp_take(r, p, flen));
-            SP_FORWARD(sp_check_frame(r, p, flen, hash));
-            p += flen;
-            len -= flen;
+            SP_FORWARD(sp_load_frame(r, p, stored, raw, flags, hash));
+            p += raw;
+            len -= raw;
             continue;
         }
-        SP_FORWARD(sp_grow(&r->stage, &r->stage_cap, flen));
-        SP_FORWARD(sp_take(r, r->stage, flen));
-        SP_FORWARD(sp_check_frame(r, r->stage, flen, hash));
-        r->stage_len = flen;
+        SP_FORWARD(sp_grow(&r->stage, &r->stage_cap, raw));
+        SP_FORWARD(sp_load_frame(r, r->stage, stored, raw, flags, hash));
+        r->stage_len = raw;
         r->stage_pos = 0;
     }
     return SP_OK;
@@ -234,9 +402,9 @@ sp_status sp__reader_finish(sp_reader *r)
 {
     SP_RETURN_IF(r->stage_pos < r->stage_len, SP_ERR_CORRUPT, "%s: %zu bytes left after the object",
                  r->what, r->stage_len - r->stage_pos);
-    uint32_t flen, flags;
+    uint32_t stored, raw, flags;
     uint64_t hash;
-    SP_FORWARD(sp_next_frame(r, &flen, &flags, &hash));
+    SP_FORWARD(sp_next_frame(r, &stored, &raw, &flags, &hash));
     SP_RETURN_IF(!(flags & SP_FRAME_END), SP_ERR_CORRUPT, "%s: more data than the object holds", r->what);
     unsigned char t[16];
     put64(t, r->raw_total);
@@ -252,4 +420,9 @@ void sp__reader_cleanup(sp_reader *r)
 {
     sp__free(r->stage);
     r->stage = NULL;
+    sp_scratch_return(r->scratch, &r->a, &r->b, r->ab_cap);
+    r->scratch = NULL;
+    sp__free(r->own_chain);
+    r->own_chain = NULL;
+    sodium_memzero(r->file_key, sizeof r->file_key);
 }

@@ -1,0 +1,20 @@
+/* `spillpool bench filters`: the demo workload once per filter chain. */
+#ifndef SP_CLI_BENCH_FILTERS_H
+#define SP_CLI_BENCH_FILTERS_H
+
+#include <stdint.h>
+#include "workload.h"
+
+typedef struct sp_bench_filters_opts {
+    sp_demo_opts demo;
+    uint64_t memory_bound; /* 0: an eighth of the data */
+    unsigned runs;         /* per chain; the median time is shown */
+    const char **chains;   /* NULL: plain, zstd, lz4, gzip, encrypt, zstd+encrypt, lz4+encrypt */
+    unsigned nchains;
+    int json;
+} sp_bench_filters_opts;
+
+/* Prints the table (or JSON array); returns the process exit status. */
+int sp_bench_filters(const sp_bench_filters_opts *o);
+
+#endif

@@ -1,0 +1,14 @@
+/* Monotonic nanoseconds, for the throughput and per-filter timings in the stats. */
+#ifndef SP_COMMON_CLOCK_H
+#define SP_COMMON_CLOCK_H
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t sp__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif
