@@ -589,6 +589,32 @@ static void key_files_are_checked(void **state)
     t_ok(sp_pool_close(p));
 }
 
+/* A file written by the gzip filter alone is gzip data once the spill file's own
+ * headers are stripped, which `spillpool inspect --payload` does. */
+static void gzip_only_file_reads_with_gzip_d(void **state)
+{
+    fix *f = *state;
+    t_ok(sp_pool_set_filters(f->p, "gzip"));
+    sp_bytes *d = data_of(2 * F + 12345, 8, 0);
+    sp_ref r;
+    t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type,
+                &(sp_put_options){.tag = "gz.sp", .retain = 1}, &r));
+    t_ok(sp_release(f->p, r)); /* retained: written now, kept */
+    t_ok(sp_pool_close(f->p));
+    f->p = NULL;
+    char cmd[2048], out[600];
+    snprintf(out, sizeof out, "%s/plain", f->dir);
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s/gz.sp' > /dev/null && '%s' inspect '%s/gz.sp' --payload | gzip -d > '%s'",
+             SP_CLI, f->dir, SP_CLI, f->dir, out);
+    assert_int_equal(system(cmd), 0);
+    size_t len;
+    unsigned char *got = slurp(out, &len);
+    assert_int_equal(len, d->len);
+    assert_memory_equal(got, d->data, len);
+    free(got);
+    sp_bytes_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +629,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(small_objects_are_stored_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_chains_are_refused_with_a_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(key_files_are_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(gzip_only_file_reads_with_gzip_d, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

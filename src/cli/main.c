@@ -6,6 +6,7 @@
 
 #include "spillpool/spillpool.h"
 #include "bench_filters.h"
+#include "inspect.h"
 #include "workload.h"
 
 static void usage(FILE *f)
@@ -24,6 +25,9 @@ static void usage(FILE *f)
             "        an eighth of the data), once per filter chain (default: plain, zstd, lz4,\n"
             "        gzip, encrypt, zstd+encrypt, lz4+encrypt): disk bytes, spill and restore\n"
             "        MB/s and seconds, each against plain\n"
+            "  inspect FILE [--payload]\n"
+            "        a spill file's header, chain and frames; --payload writes the frames'\n"
+            "        stored bytes to stdout (a gzip-only file then pipes into gzip -d)\n"
             "  config [--json]   the configuration the SPILLPOOL_* variables give\n"
             "  version\n"
             "\n"
@@ -150,15 +154,20 @@ static int cmd_config(int argc, char **argv)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", c.dir ? c.dir : "");
     if (!c.dir) snprintf(dir, sizeof dir, "%s/.spillpool", home ? home : "~");
+    const char *filters = c.filters ? c.filters : "";
+    const char *key_file = c.key_file ? c.key_file : "";
     if (json) {
-        printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":\"%s\",\"policy\":\"%s\",\"spill_ahead\":%llu}\n",
+        printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":\"%s\",\"policy\":\"%s\",\"spill_ahead\":%llu,"
+               "\"filters\":\"%s\",\"key_file\":\"%s\"}\n",
                (unsigned long long)c.memory_bound, (unsigned long long)c.disk_bound, dir,
-               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead);
+               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead, filters, key_file);
     } else {
         char a[32], b[32], d[32];
-        printf("memory bound: %s\ndisk bound:   %s\ndir:          %s\npolicy:       %s\nspill ahead:  %s\n",
+        printf("memory bound: %s\ndisk bound:   %s\ndir:          %s\npolicy:       %s\nspill ahead:  %s\n"
+               "filters:      %s\nkey file:     %s\n",
                sp_format_size(c.memory_bound, a, sizeof a), sp_format_size(c.disk_bound, b, sizeof b), dir,
-               sp_policy_name(c.policy), sp_format_size(c.spill_ahead, d, sizeof d));
+               sp_policy_name(c.policy), sp_format_size(c.spill_ahead, d, sizeof d),
+               filters[0] ? filters : "(none)", key_file[0] ? key_file : "(none)");
     }
     return 0;
 }
@@ -230,6 +239,14 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0) return cmd_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc - 2, argv + 2);
+    if (strcmp(argv[1], "inspect") == 0) {
+        int payload = argc == 4 && strcmp(argv[3], "--payload") == 0;
+        if (argc != 3 && !payload) {
+            fprintf(stderr, "usage: spillpool inspect FILE [--payload]\n");
+            return 2;
+        }
+        return sp_inspect(argv[2], payload);
+    }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("spillpool %s\n", SPILLPOOL_VERSION);
         return 0;
