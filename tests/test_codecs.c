@@ -644,7 +644,7 @@ static void aead_names_and_default(void **s)
     t_ok(sp__crypto_init());
     t_ok(sp__crypto_init());
     assert_true(sp__aead_available(SP_AEAD_XCHACHA20));
-    assert_int_equal(sp__aead_available(SP_AEAD_AES256GCM), crypto_aead_aes256gcm_is_available());
+    assert_true(sp__aead_available(SP_AEAD_AES256GCM)); /* libcrypto has a software path */
     assert_false(sp__aead_available((sp_aead)99));
     assert_int_equal(sp__aead_default(),
                      crypto_aead_aes256gcm_is_available() ? SP_AEAD_AES256GCM : SP_AEAD_XCHACHA20);

@@ -256,6 +256,74 @@ static void stress_with_filters(void **state)
     stress(SP_POLICY_MRU, 0, "lz4,gzip:1");
 }
 
+/* ---- objects of several frames, filtered on the helper threads, from many threads ---- */
+
+typedef struct {
+    sp_pool *p;
+    problems *pr;
+    unsigned id;
+} frames_arg;
+
+static void *frames_worker(void *argp)
+{
+    frames_arg *a = argp;
+    sp_ref r[3];
+    size_t len = (3u << 20) + 1000 * a->id;
+    for (int i = 0; i < 3; i++) {
+        sp_bytes *b = pattern(len, a->id * 10 + (unsigned)i);
+        sp_status st = sp_put(a->p, b, &sp_bytes_type, NULL, &r[i]);
+        if (st != SP_OK) {
+            problem(a->pr, "put: %s: %s", sp_strerror(st), sp_last_error());
+            sp_bytes_free(b);
+            return NULL;
+        }
+    }
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 3; i++) verify(a->pr, a->p, r[i], len, a->id * 10 + (unsigned)i);
+    for (int i = 0; i < 3; i++) {
+        sp_status st = sp_release(a->p, r[i]);
+        if (st != SP_OK) problem(a->pr, "release: %s", sp_strerror(st));
+    }
+    return NULL;
+}
+
+static void multi_frame_objects_from_many_threads(void **state)
+{
+    (void)state;
+    static const unsigned char key[32] = "frames-test-key-0123456789abcdef";
+    static const char *chains[] = {"lz4,encrypt", "zstd:1"};
+    for (int c = 0; c < 2; c++) {
+        char *dir = t_tmpdir();
+        sp_config cfg;
+        sp_config_default(&cfg);
+        cfg.memory_bound = 16 << 20; /* 4 threads x 3 objects of 3 MiB: most spill */
+        cfg.disk_bound = 256 << 20;
+        cfg.dir = dir;
+        cfg.spill_ahead = c ? 0 : 4 << 20;
+        cfg.filters = chains[c];
+        cfg.key = key;
+        sp_pool *p;
+        t_ok(sp_pool_open(&p, &cfg));
+        problems pr;
+        problems_init(&pr);
+        pthread_t th[4];
+        frames_arg args[4];
+        for (unsigned i = 0; i < 4; i++) {
+            args[i] = (frames_arg){p, &pr, i};
+            assert_int_equal(pthread_create(&th[i], NULL, frames_worker, &args[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+        problems_check(&pr);
+        sp_stats s;
+        t_ok(sp_pool_stats(p, &s));
+        assert_true(s.misses > 10);
+        check_empty(p, sp_pool_session_dir(p));
+        t_ok(sp_pool_close(p));
+        t_rmrf(dir);
+        free(dir);
+    }
+}
+
 /* ---- 8 threads pin the same spilled object: one read, the rest wait for it ---- */
 
 typedef struct {
@@ -576,6 +644,7 @@ int main(void)
         cmocka_unit_test(stress_lru_on_demand),
         cmocka_unit_test(stress_mru_write_back),
         cmocka_unit_test(stress_with_filters),
+        cmocka_unit_test(multi_frame_objects_from_many_threads),
         cmocka_unit_test(concurrent_pins_share_one_read),
         cmocka_unit_test(independent_spills_run_in_parallel),
         cmocka_unit_test(release_races_with_spill_and_restore),

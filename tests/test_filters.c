@@ -589,6 +589,44 @@ static void key_files_are_checked(void **state)
     t_ok(sp_pool_close(p));
 }
 
+/* A multi-frame object is filtered a few frames at a time on the helper threads; an
+ * error in one of them still names the frame and the file. */
+static void error_in_a_parallel_frame_names_it(void **state)
+{
+    fix *f = *state;
+    static const char *chains[] = {"encrypt", "zstd", "lz4,encrypt"};
+    for (int c = 0; c < 3; c++) {
+        t_ok(sp_pool_set_filters(f->p, chains[c]));
+        sp_bytes *d = data_of(5 * F + 3, 21, 0);
+        sp_ref r;
+        t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
+        push_out(f->p);
+        char path[512];
+        path_of(f->p, r, path);
+        size_t len;
+        unsigned char *file = slurp(path, &len);
+        /* Walk to frame 2 and change a byte in the middle of its payload. */
+        size_t off = file[8] | (size_t)file[9] << 8;
+        for (int i = 0; i < 2; i++) off += 24 + (file[off] | (size_t)file[off + 1] << 8 | (size_t)file[off + 2] << 16);
+        size_t stored = file[off] | (size_t)file[off + 1] << 8 | (size_t)file[off + 2] << 16;
+        file[off + 24 + stored / 2] ^= 0x10;
+        spew(path, file, len);
+        void *o;
+        sp_status st = sp_pin(f->p, r, &o);
+        if (st != SP_ERR_AUTH && st != SP_ERR_CORRUPT) fail_msg("chain %s: %s", chains[c], sp_strerror(st));
+        assert_non_null(strstr(sp_last_error(), "frame 2"));
+        assert_non_null(strstr(sp_last_error(), path));
+        file[off + 24 + stored / 2] ^= 0x10;
+        spew(path, file, len);
+        t_ok(sp_pin(f->p, r, &o));
+        assert_memory_equal(((sp_bytes *)o)->data, d->data, d->len);
+        t_ok(sp_unpin(f->p, r));
+        t_ok(sp_release(f->p, r));
+        free(file);
+        sp_bytes_free(d);
+    }
+}
+
 /* A file written by the gzip filter alone is gzip data once the spill file's own
  * headers are stripped, which `spillpool inspect --payload` does. */
 static void gzip_only_file_reads_with_gzip_d(void **state)
@@ -630,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_chains_are_refused_with_a_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(key_files_are_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(gzip_only_file_reads_with_gzip_d, setup, teardown),
+        cmocka_unit_test_setup_teardown(error_in_a_parallel_frame_names_it, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,13 +7,15 @@
  *   zstd[:level]   libzstd, level -131072..22 (default 1; negative is faster)
  *   lz4            liblz4 block format
  *   gzip[:level]   zlib, gzip members (RFC 1952), level 1..9 (default 1)
- *   encrypt[:alg]  libsodium authenticated encryption; alg is aes256gcm (the default
- *                  where the CPU has AES instructions) or xchacha20 (the default
- *                  elsewhere). Needs a key: sp_config.key or .key_file, or
+ *   encrypt[:alg]  authenticated encryption; alg is aes256gcm (AES-256-GCM on
+ *                  OpenSSL's libcrypto; the default where the CPU has AES
+ *                  instructions) or xchacha20 (XChaCha20-Poly1305 on libsodium; the
+ *                  default elsewhere). Needs a key: sp_config.key or .key_file, or
  *                  SPILLPOOL_KEY_FILE.
  *
- * Spilled objects are cut into frames of 1 MiB that are filtered one by one, so a
- * spill or restore needs about two frames of memory beyond the object. A compression
+ * Spilled objects are cut into frames of 1 MiB, filtered a few at a time on helper
+ * threads (one per extra core, at most 3), so a spill or restore needs a few frames of
+ * memory beyond the object. A compression
  * stage that does not shrink a frame (or a frame under 64 bytes) is skipped for that
  * frame, and the frame says so. Each spill file names the chain that wrote it; the
  * pool remembers the chain of each object, so changing the pool's chain never makes

@@ -1,10 +1,12 @@
 /* Framing and checksums of spilled objects: see frame.h for the format. */
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include "../common/alloc.h"
+#include "../filter/par.h"
 #include "frame.h"
 
 static const unsigned char sp_magic[8] = {'S', 'P', 'I', 'L', 'L', 'P', 'L', 1};
@@ -52,11 +54,12 @@ static sp_status sp_grow(unsigned char **buf, size_t *cap, size_t need)
 
 /* Filter scratch is kept per thread: a fresh pair of 1 MiB buffers for every spill
  * costs page faults that outweigh a fast codec. A writer or reader borrows the
- * thread's pair (or, if it is already lent out, owns buffers of its own). */
+ * thread's set (or, if it is already lent out, owns one of its own): a pair of
+ * buffers for each frame it may have in flight. */
 typedef struct sp_scratch {
-    unsigned char *a, *b;
-    size_t cap;
-    int busy;
+    unsigned char *a[SP_PAR_MAX], *b[SP_PAR_MAX];
+    size_t cap_a[SP_PAR_MAX], cap_b[SP_PAR_MAX];
+    int busy, owned;
 } sp_scratch;
 
 static pthread_key_t sp_scratch_key;
@@ -65,59 +68,50 @@ static pthread_once_t sp_scratch_once = PTHREAD_ONCE_INIT;
 static void sp_scratch_free(void *p)
 {
     sp_scratch *sc = p;
-    sp__free(sc->a);
-    sp__free(sc->b);
+    for (unsigned i = 0; i < SP_PAR_MAX; i++) {
+        sp__free(sc->a[i]);
+        sp__free(sc->b[i]);
+    }
     sp__free(sc);
 }
 
 static void sp_scratch_init(void) { (void)pthread_key_create(&sp_scratch_key, sp_scratch_free); }
 
-static sp_scratch *sp_scratch_borrow(void)
+static sp_scratch *sp_scratch_get(void)
 {
     pthread_once(&sp_scratch_once, sp_scratch_init);
     sp_scratch *sc = pthread_getspecific(sp_scratch_key);
     if (!sc) {
         sc = sp__calloc(1, sizeof *sc);
-        if (!sc) return NULL;
-        if (pthread_setspecific(sp_scratch_key, sc) != 0) {
+        if (sc && pthread_setspecific(sp_scratch_key, sc) != 0) {
             sp__free(sc);
-            return NULL;
+            sc = NULL;
         }
     }
-    if (sc->busy) return NULL;
-    sc->busy = 1;
+    if (sc && !sc->busy) {
+        sc->busy = 1;
+        return sc;
+    }
+    sc = sp__calloc(1, sizeof *sc); /* the thread's set is lent out (or unavailable) */
+    if (sc) sc->owned = 1;
     return sc;
 }
 
-/* Give the buffers back to the thread (keeping what they grew to), or free them. */
-static void sp_scratch_return(sp_scratch *sc, unsigned char **a, unsigned char **b, size_t cap)
+static void sp_scratch_put(sp_scratch *sc)
 {
-    if (sc) {
-        sc->a = *a;
-        sc->b = *b;
-        sc->cap = cap;
-        sc->busy = 0;
-    } else {
-        sp__free(*a);
-        sp__free(*b);
-    }
-    *a = *b = NULL;
+    if (!sc) return;
+    if (sc->owned) sp_scratch_free(sc);
+    else sc->busy = 0;
 }
 
-/* The chain's two scratch buffers, sized for a frame of n plain bytes. */
-static sp_status sp_grow_ab(sp_chain *c, sp_scratch **sc, unsigned char **a, unsigned char **b, size_t *cap,
-                            size_t n)
+/* Slot i's two buffers, sized for a frame of n plain bytes under chain c. */
+static sp_status sp_scratch_fit(sp_scratch **sc, unsigned i, sp_chain *c, size_t n)
 {
-    if (!*a && !*sc && (*sc = sp_scratch_borrow()) != NULL) {
-        *a = (*sc)->a;
-        *b = (*sc)->b;
-        *cap = (*sc)->cap;
-    }
-    size_t need = sp__chain_caps(c, n, NULL), ca = *cap, cb = *cap;
-    SP_FORWARD(sp_grow_to(a, &ca, need, c->buf_cap));
-    SP_FORWARD(sp_grow_to(b, &cb, need, c->buf_cap));
-    *cap = ca < cb ? ca : cb;
-    return SP_OK;
+    if (!*sc) *sc = sp_scratch_get();
+    SP_RETURN_IF(!*sc, SP_ERR_NOMEM, "out of memory for filter scratch");
+    size_t need = sp__chain_caps(c, n, NULL);
+    SP_FORWARD(sp_grow_to(&(*sc)->a[i], &(*sc)->cap_a[i], need, c->buf_cap));
+    return sp_grow_to(&(*sc)->b[i], &(*sc)->cap_b[i], need, c->buf_cap);
 }
 
 static uint64_t sp_frame_seed(uint32_t stored, uint32_t raw, uint32_t flags, uint64_t index)
@@ -132,30 +126,73 @@ static sp_status sp_emit(sp_writer *w, const void *buf, size_t len)
     return w->m->write(w->file, buf, len);
 }
 
-static sp_status sp_emit_frame(sp_writer *w, const unsigned char *payload, uint32_t len, uint32_t flags)
+/* Write one frame whose payload is already filtered. */
+static sp_status sp_emit_encoded(sp_writer *w, const unsigned char *out, size_t out_len, uint32_t raw,
+                                 uint32_t flags)
 {
-    const unsigned char *out = payload;
-    size_t out_len = len;
-    uint32_t skip = 0;
-    if (w->chain) {
-        SP_FORWARD(sp_grow_ab(w->chain, &w->scratch, &w->a, &w->b, &w->ab_cap, len));
-        sp_frame_key k = {w->file_id, w->file_key};
-        SP_FORWARD(sp__chain_encode(w->chain, &k, w->frames, payload, len, w->a, w->b, &out, &out_len, &skip));
-        flags |= skip << SP_FRAME_SKIP_SHIFT;
-    }
     unsigned char h[SP_FRAME_HEADER];
     put32(h, (uint32_t)out_len);
-    put32(h + 4, len);
+    put32(h + 4, raw);
     put32(h + 8, flags);
     put32(h + 12, 0);
     uint64_t hash = 0;
     if (!w->chain || !w->chain->tail_auth)
-        hash = XXH3_64bits_withSeed(out, out_len, sp_frame_seed((uint32_t)out_len, len, flags, w->frames));
+        hash = XXH3_64bits_withSeed(out, out_len, sp_frame_seed((uint32_t)out_len, raw, flags, w->frames));
     put64(h + 16, hash);
     SP_FORWARD(sp_emit(w, h, sizeof h));
     if (out_len) SP_FORWARD(sp_emit(w, out, out_len));
     w->frames++;
-    w->raw_total += len;
+    w->raw_total += raw;
+    return SP_OK;
+}
+
+static sp_status sp_emit_frame(sp_writer *w, const unsigned char *payload, uint32_t len, uint32_t flags)
+{
+    const unsigned char *out = payload;
+    size_t out_len = len;
+    if (w->chain) {
+        uint32_t skip = 0;
+        SP_FORWARD(sp_scratch_fit(&w->scratch, 0, w->chain, len));
+        sp_frame_key k = {w->file_id, w->file_key};
+        SP_FORWARD(sp__chain_encode(w->chain, &k, w->frames, payload, len, w->scratch->a[0], w->scratch->b[0], &out,
+                                    &out_len, &skip));
+        flags |= skip << SP_FRAME_SKIP_SHIFT;
+    }
+    return sp_emit_encoded(w, out, out_len, len, flags);
+}
+
+/* Whole frames filtered side by side on the helpers, then written in order. */
+typedef struct sp_enc_batch {
+    sp_writer *w;
+    const unsigned char *in;
+    const unsigned char *out[SP_PAR_MAX];
+    size_t out_len[SP_PAR_MAX];
+    uint32_t skip[SP_PAR_MAX];
+    sp_status st[SP_PAR_MAX];
+    char msg[SP_PAR_MAX][256];
+} sp_enc_batch;
+
+static void sp_enc_job(void *arg, unsigned i)
+{
+    sp_enc_batch *b = arg;
+    sp_writer *w = b->w;
+    sp_frame_key k = {w->file_id, w->file_key};
+    b->st[i] = sp__chain_encode(w->chain, &k, w->frames + i, b->in + (size_t)i * SP_FRAME_SIZE, SP_FRAME_SIZE,
+                                w->scratch->a[i], w->scratch->b[i], &b->out[i], &b->out_len[i], &b->skip[i]);
+    if (b->st[i] != SP_OK) snprintf(b->msg[i], sizeof b->msg[i], "%s", sp_last_error()); /* helper's thread */
+}
+
+static sp_status sp_emit_batch(sp_writer *w, const unsigned char *in, unsigned k)
+{
+    for (unsigned i = 0; i < k; i++) SP_FORWARD(sp_scratch_fit(&w->scratch, i, w->chain, SP_FRAME_SIZE));
+    sp_enc_batch b;
+    b.w = w;
+    b.in = in;
+    sp__par_run(k, sp_enc_job, &b);
+    for (unsigned i = 0; i < k; i++) {
+        if (b.st[i] != SP_OK) return sp__fail(b.st[i], "%s", b.msg[i]);
+        SP_FORWARD(sp_emit_encoded(w, b.out[i], b.out_len[i], SP_FRAME_SIZE, b.skip[i] << SP_FRAME_SKIP_SHIFT));
+    }
     return SP_OK;
 }
 
@@ -200,6 +237,15 @@ sp_status sp_write(sp_writer *w, const void *buf, size_t len)
 {
     const unsigned char *p = buf;
     while (len > 0) {
+        if (w->fill == 0 && len >= 2 * (size_t)SP_FRAME_SIZE && w->chain && sp__par_width() > 1) {
+            unsigned k = sp__par_width();
+            if (k > SP_PAR_MAX) k = SP_PAR_MAX;
+            if (k > len / SP_FRAME_SIZE) k = (unsigned)(len / SP_FRAME_SIZE);
+            SP_FORWARD(sp_emit_batch(w, p, k));
+            p += (size_t)k * SP_FRAME_SIZE;
+            len -= (size_t)k * SP_FRAME_SIZE;
+            continue;
+        }
         if (w->fill == 0 && len >= SP_FRAME_SIZE) {
             /* Whole frames go straight from the object: no copy. */
             SP_FORWARD(sp_emit_frame(w, p, SP_FRAME_SIZE, 0));
@@ -243,7 +289,7 @@ void sp__writer_cleanup(sp_writer *w)
 {
     sp__free(w->stage);
     w->stage = NULL;
-    sp_scratch_return(w->scratch, &w->a, &w->b, w->ab_cap);
+    sp_scratch_put(w->scratch);
     w->scratch = NULL;
     sodium_memzero(w->file_key, sizeof w->file_key);
 }
@@ -333,13 +379,13 @@ static sp_status sp_next_frame(sp_reader *r, uint32_t *stored, uint32_t *raw, ui
 }
 
 static sp_status sp_check_frame(sp_reader *r, const unsigned char *p, uint32_t stored, uint32_t raw,
-                                uint32_t flags, uint64_t hash)
+                                uint32_t flags, uint64_t hash, uint64_t index)
 {
     uint64_t want = 0;
     if (!r->chain || !r->chain->tail_auth)
-        want = XXH3_64bits_withSeed(p, stored, sp_frame_seed(stored, raw, flags, r->frames));
+        want = XXH3_64bits_withSeed(p, stored, sp_frame_seed(stored, raw, flags, index));
     SP_RETURN_IF(want != hash, SP_ERR_CORRUPT, "%s: checksum mismatch in frame %llu (bytes %llu..%llu)", r->what,
-                 (unsigned long long)r->frames, (unsigned long long)(r->consumed - stored),
+                 (unsigned long long)index, (unsigned long long)(r->consumed - stored),
                  (unsigned long long)r->consumed);
     return SP_OK;
 }
@@ -350,18 +396,71 @@ static sp_status sp_load_frame(sp_reader *r, unsigned char *dst, uint32_t stored
 {
     if (!r->chain) { /* plain: the payload is the data, read in place */
         SP_FORWARD(sp_take(r, dst, stored));
-        SP_FORWARD(sp_check_frame(r, dst, stored, raw, flags, hash));
+        SP_FORWARD(sp_check_frame(r, dst, stored, raw, flags, hash, r->frames));
     } else {
-        SP_FORWARD(sp_grow_ab(r->chain, &r->scratch, &r->a, &r->b, &r->ab_cap, raw));
-        SP_FORWARD(sp_take(r, r->a, stored));
-        SP_FORWARD(sp_check_frame(r, r->a, stored, raw, flags, hash));
+        SP_FORWARD(sp_scratch_fit(&r->scratch, 0, r->chain, raw));
+        unsigned char *a = r->scratch->a[0];
+        SP_FORWARD(sp_take(r, a, stored));
+        SP_FORWARD(sp_check_frame(r, a, stored, raw, flags, hash, r->frames));
         sp_frame_key k = {r->file_id, r->file_key};
-        sp_status st = sp__chain_decode(r->chain, &k, r->frames, flags >> SP_FRAME_SKIP_SHIFT, raw, r->a, stored,
-                                        r->a, r->b, dst);
+        sp_status st = sp__chain_decode(r->chain, &k, r->frames, flags >> SP_FRAME_SKIP_SHIFT, raw, a, stored, a,
+                                        r->scratch->b[0], dst);
         if (st != SP_OK) return sp__wrap(st, "%s", r->what);
     }
     r->frames++;
     r->raw_total += raw;
+    return SP_OK;
+}
+
+/* Several whole frames read in order, then unfiltered side by side into dst. */
+typedef struct sp_dec_batch {
+    sp_reader *r;
+    unsigned char *dst[SP_PAR_MAX];
+    uint32_t stored[SP_PAR_MAX], raw[SP_PAR_MAX], skip[SP_PAR_MAX];
+    sp_status st[SP_PAR_MAX];
+    char msg[SP_PAR_MAX][256];
+} sp_dec_batch;
+
+static void sp_dec_job(void *arg, unsigned i)
+{
+    sp_dec_batch *b = arg;
+    sp_reader *r = b->r;
+    sp_frame_key k = {r->file_id, r->file_key};
+    unsigned char *a = r->scratch->a[i];
+    b->st[i] = sp__chain_decode(r->chain, &k, r->frames + i, b->skip[i], b->raw[i], a, b->stored[i], a,
+                                r->scratch->b[i], b->dst[i]);
+    if (b->st[i] != SP_OK) snprintf(b->msg[i], sizeof b->msg[i], "%s", sp_last_error()); /* helper's thread */
+}
+
+/* Fills as many frames as fit in len (at least one frame each), up to the helpers'
+ * width; *got receives the bytes delivered. */
+static sp_status sp_read_batch(sp_reader *r, unsigned char *p, size_t len, size_t *got)
+{
+    unsigned width = sp__par_width(), k = 0;
+    if (width > SP_PAR_MAX) width = SP_PAR_MAX;
+    sp_dec_batch b;
+    b.r = r;
+    size_t off = 0;
+    while (k < width && len - off >= SP_FRAME_SIZE) { /* any frame fits: raw <= SP_FRAME_SIZE */
+        uint32_t flags;
+        uint64_t hash;
+        SP_FORWARD(sp_next_frame(r, &b.stored[k], &b.raw[k], &flags, &hash));
+        SP_RETURN_IF(flags & SP_FRAME_END, SP_ERR_CORRUPT, "%s: data ends %zu bytes short of the object", r->what,
+                     len - off);
+        SP_FORWARD(sp_scratch_fit(&r->scratch, k, r->chain, b.raw[k]));
+        SP_FORWARD(sp_take(r, r->scratch->a[k], b.stored[k]));
+        SP_FORWARD(sp_check_frame(r, r->scratch->a[k], b.stored[k], b.raw[k], flags, hash, r->frames + k));
+        b.skip[k] = flags >> SP_FRAME_SKIP_SHIFT;
+        b.dst[k] = p + off;
+        off += b.raw[k];
+        k++;
+    }
+    sp__par_run(k, sp_dec_job, &b);
+    for (unsigned i = 0; i < k; i++)
+        if (b.st[i] != SP_OK) return sp__fail(b.st[i], "%s: %s", r->what, b.msg[i]);
+    r->frames += k;
+    r->raw_total += off;
+    *got = off;
     return SP_OK;
 }
 
@@ -376,6 +475,13 @@ sp_status sp_read(sp_reader *r, void *buf, size_t len)
             r->stage_pos += n;
             p += n;
             len -= n;
+            continue;
+        }
+        if (r->chain && len >= 2 * (size_t)SP_FRAME_SIZE && sp__par_width() > 1) {
+            size_t got;
+            SP_FORWARD(sp_read_batch(r, p, len, &got));
+            p += got;
+            len -= got;
             continue;
         }
         uint32_t stored, raw, flags;
@@ -420,7 +526,7 @@ void sp__reader_cleanup(sp_reader *r)
 {
     sp__free(r->stage);
     r->stage = NULL;
-    sp_scratch_return(r->scratch, &r->a, &r->b, r->ab_cap);
+    sp_scratch_put(r->scratch);
     r->scratch = NULL;
     sp__free(r->own_chain);
     r->own_chain = NULL;

@@ -42,9 +42,7 @@ struct sp_writer {
     size_t fill, stage_cap;
     uint64_t raw_total, stored_total, frames;
     sp_chain *chain;      /* NULL: none */
-    unsigned char *a, *b; /* the chain's scratch, grown on demand */
-    size_t ab_cap;
-    struct sp_scratch *scratch; /* the thread's, when a and b are borrowed */
+    struct sp_scratch *scratch; /* filter buffers: the thread's, or owned */
     unsigned char file_id[SP_FILE_ID_BYTES];
     unsigned char file_key[SP_KEY_BYTES]; /* wiped at cleanup */
 };
@@ -58,8 +56,6 @@ struct sp_reader {
     size_t stage_len, stage_pos, stage_cap;
     sp_chain *chain;      /* the chain the file names */
     sp_chain *own_chain;  /* parsed from the file when the caller gave none */
-    unsigned char *a, *b;
-    size_t ab_cap;
     struct sp_scratch *scratch;
     unsigned char file_id[SP_FILE_ID_BYTES];
     unsigned char file_key[SP_KEY_BYTES];
