@@ -19,7 +19,10 @@ sp_bytes *sp_bytes_from(const void *data, size_t len)
     return b;
 }
 
-void sp_bytes_free(sp_bytes *b) { sp__free(b); }
+void sp_bytes_free(sp_bytes *b)
+{
+    if (b) sp__free_large(b, sizeof(sp_bytes) + b->len);
+}
 
 static size_t sp_bytes_size(const void *obj) { return ((const sp_bytes *)obj)->len; }
 
@@ -44,7 +47,7 @@ static sp_status sp_bytes_decode(sp_reader *r, uint64_t len, void **obj)
     return SP_OK;
 }
 
-static void sp_bytes_type_free(void *obj) { sp__free(obj); }
+static void sp_bytes_type_free(void *obj) { sp_bytes_free(obj); }
 
 const sp_type sp_bytes_type = {
     .name = "bytes",
