@@ -197,8 +197,8 @@ typedef struct sp_stats {
      * that reached the disk after them (headers included). */
     uint64_t bytes_before_filters, bytes_after_filters;
     double compression_ratio; /* before / after; 0 if nothing written */
-    /* Per filter (by canonical name, over every chain used): frames run, frames it
-     * skipped (compression that did not pay), bytes in and out, time spent. */
+    /* Per filter (by canonical name, over every chain used; the first 8 names): frames
+     * run, frames it skipped (compression that did not pay), bytes in and out, time. */
     unsigned n_filters;
     struct sp_filter_stats {
         char name[32];

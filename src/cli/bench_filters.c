@@ -54,7 +54,9 @@ int sp_bench_filters(const sp_bench_filters_opts *bo)
         return 1;
     }
     uint64_t data = (uint64_t)bo->demo.parts * bo->demo.rows * 8;
-    base.memory_bound = bo->memory_bound ? bo->memory_bound : data / 8; /* seven eighths go to disk */
+    /* Seven eighths go to disk, but room for two partitions at least, or none fits. */
+    uint64_t part = bo->demo.rows * 8;
+    base.memory_bound = bo->memory_bound ? bo->memory_bound : (data / 8 > 2 * part ? data / 8 : 2 * part);
     if (base.spill_ahead >= base.memory_bound) base.spill_ahead = base.memory_bound / 16;
     base.disk_bound = data * 2;
     unsigned char key[32];

@@ -7,7 +7,7 @@
 
 typedef struct sp_bench_filters_opts {
     sp_demo_opts demo;
-    uint64_t memory_bound; /* 0: an eighth of the data */
+    uint64_t memory_bound; /* 0: an eighth of the data, at least two partitions */
     unsigned runs;         /* per chain; the median time is shown */
     const char **chains;   /* NULL: plain, zstd, lz4, gzip, encrypt, zstd+encrypt, lz4+encrypt */
     unsigned nchains;
