@@ -155,8 +155,39 @@ sp_status sp_put(sp_pool *pool, void *obj, const sp_type *type, const sp_put_opt
  * SP_ERR_CORRUPT (file truncated or altered: checksum), SP_ERR_IO, SP_ERR_NOMEM. On
  * error the object stays where it was; nothing partial is ever returned. */
 sp_status sp_pin(sp_pool *pool, sp_ref ref, void **obj);
+/* Pin for reading only: the same as sp_pin, but the caller promises not to change
+ * the object, so a registered source stays clean (its eviction costs no write). */
+sp_status sp_pin_read(sp_pool *pool, sp_ref ref, const void **obj);
 /* Errors: SP_ERR_BAD_REF, SP_ERR_NOT_PINNED. */
 sp_status sp_unpin(sp_pool *pool, sp_ref ref);
+
+/* ---- Registered source files: data already on disk, read when first used ---- */
+
+typedef struct sp_lazy_options {
+    /* A source that changed since its last load is loaded again (0: SP_ERR_STALE). */
+    int reload;
+    /* Eviction writes the loaded (parsed) object to the spill directory, for loaders
+     * whose parse costs more than reading the source again (0: drop it, re-read). */
+    int cache_parsed;
+} sp_lazy_options;
+
+/* Register the file at path as an object whose stored form is the file's bytes, read
+ * by loader->decode(reader, file size, &obj) on the first pin. Registration does no
+ * I/O at all (no open, no stat): a missing or unreadable file is reported by the pin
+ * that needs it, for that object only. The file is never written or deleted by the
+ * pool. While the object was only pinned with sp_pin_read, evicting it frees its
+ * memory without writing anything; after an sp_pin it is an ordinary object. Its
+ * memory size is known after the first load: that load reads first, then makes room
+ * (so the pool's memory can pass the bound by one object for the moment between).
+ * At each load the file's size, times and identity are recorded; a file that
+ * changed by the next load gives SP_ERR_STALE (or is reloaded, with opt->reload);
+ * one that changes during a load is refused, never half old and half new.
+ * Errors: SP_ERR_INVALID (NULL or empty path, a loader lacking methods), SP_ERR_NOMEM. */
+sp_status sp_put_lazy(sp_pool *pool, const char *path, const sp_type *loader, const sp_lazy_options *opt,
+                      sp_ref *ref);
+/* Register n files under one lock: refs[i] for paths[i]. On error none is registered. */
+sp_status sp_put_lazy_many(sp_pool *pool, size_t n, const char *const *paths, const sp_type *loader,
+                           const sp_lazy_options *opt, sp_ref *refs);
 
 /* Add a reference. Errors: SP_ERR_BAD_REF. */
 sp_status sp_addref(sp_pool *pool, sp_ref ref);
@@ -197,6 +228,9 @@ typedef struct sp_stats {
      * that reached the disk after them (headers included). */
     uint64_t bytes_before_filters, bytes_after_filters;
     double compression_ratio; /* before / after; 0 if nothing written */
+    /* Registered sources: loads run (each opens the file once), and evictions of clean
+     * loaded objects that were dropped without a write (also counted in evictions). */
+    uint64_t lazy_loads, clean_drops;
     /* Per filter (by canonical name, over every chain used; the first 8 names): frames
      * run, frames it skipped (compression that did not pay), bytes in and out, time. */
     unsigned n_filters;

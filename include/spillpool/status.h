@@ -26,7 +26,8 @@ typedef enum sp_status {
     SP_ERR_BUSY = 11,        /* the object is pinned, or the pool still has work in flight */
     SP_ERR_PERMISSION = 12,  /* a file or directory has the wrong owner or mode, or EACCES */
     SP_ERR_UNSUPPORTED = 13, /* the request names a feature this build or store lacks */
-    SP_ERR_AUTH = 14         /* decryption failed: a wrong key, or encrypted data was altered */
+    SP_ERR_AUTH = 14,        /* decryption failed: a wrong key, or encrypted data was altered */
+    SP_ERR_STALE = 15        /* a registered source file changed since it was loaded */
 } sp_status;
 
 /* The name of a code, e.g. "disk bound reached". Never NULL. */

@@ -6,6 +6,7 @@
 
 #include "spillpool/spillpool.h"
 #include "bench_filters.h"
+#include "bench_lazy.h"
 #include "inspect.h"
 #include "workload.h"
 
@@ -25,6 +26,10 @@ static void usage(FILE *f)
             "        an eighth of the data), once per filter chain (default: plain, zstd, lz4,\n"
             "        gzip, encrypt, zstd+encrypt, lz4+encrypt): disk bytes, spill and restore\n"
             "        MB/s and seconds, each against plain\n"
+            "  bench lazy [--files N] [--runs K] [--json]\n"
+            "        writes N hourly CSV files (default 87600), registers them all with the\n"
+            "        pool (median ns per file over K runs), then pins one day (24 files) and\n"
+            "        reports how many files were opened\n"
             "  inspect FILE [--payload]\n"
             "        a spill file's header, chain and frames; --payload writes the frames'\n"
             "        stored bytes to stdout (a gzip-only file then pipes into gzip -d)\n"
@@ -172,10 +177,34 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+static int cmd_bench_lazy(int argc, char **argv)
+{
+    sp_bench_lazy_opts o = {.files = 87600, .runs = 5};
+    for (int i = 1; i < argc; i++) {
+        uint64_t v;
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--json") == 0) o.json = 1;
+        else if (strcmp(argv[i], "--files") == 0) {
+            if (parse_u64("--files", val, 1, 10000000, &v)) return 2;
+            o.files = (unsigned)v;
+            i++;
+        } else if (strcmp(argv[i], "--runs") == 0) {
+            if (parse_u64("--runs", val, 1, 101, &v)) return 2;
+            o.runs = (unsigned)v;
+            i++;
+        } else {
+            fprintf(stderr, "spillpool bench lazy: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    return sp_bench_lazy(&o);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
+    if (argc >= 1 && strcmp(argv[0], "lazy") == 0) return cmd_bench_lazy(argc, argv);
     if (argc < 1 || strcmp(argv[0], "filters") != 0) {
-        fprintf(stderr, "spillpool bench: which benchmark? (filters)\n");
+        fprintf(stderr, "spillpool bench: which benchmark? (filters, lazy)\n");
         return 2;
     }
     sp_bench_filters_opts o;

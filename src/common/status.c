@@ -27,6 +27,7 @@ const char *sp_strerror(sp_status st)
     case SP_ERR_PERMISSION: return "permission denied";
     case SP_ERR_UNSUPPORTED: return "unsupported";
     case SP_ERR_AUTH: return "authentication failed";
+    case SP_ERR_STALE: return "source file changed";
     }
     return "unknown status";
 }

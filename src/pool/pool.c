@@ -222,6 +222,22 @@ static void sp_flusher_poke(sp_pool *p)
  * back in memory, unchanged. */
 static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
 {
+    if (v->lazy && !v->dirty && !v->src_cache && !v->has_file) {
+        /* Clean, and its source is still on disk: drop it, nothing to write. */
+        pthread_mutex_unlock(&p->lock);
+        v->type->free(v->data);
+        pthread_mutex_lock(&p->lock);
+        p->mem_leaving -= v->size;
+        v->data = NULL;
+        v->state = SP_ST_DISK;
+        p->mem_used -= v->size;
+        p->n_mem--;
+        p->n_disk++;
+        p->evictions++;
+        p->clean_drops++;
+        pthread_cond_broadcast(&p->io_cv);
+        return SP_OK;
+    }
     uint64_t old_file = v->has_file ? v->disk_bytes : 0, stored = 0, enc = 0;
     pthread_mutex_unlock(&p->lock);
     uint64_t t0 = sp__now_ns();
@@ -295,7 +311,9 @@ static sp_status sp_evict_until(sp_pool *p, uint64_t need, uint64_t limit, int w
             }
             continue;
         }
-        if (wait && p->mem_leaving > 0) { /* other threads' spills will free memory */
+        if (wait && (p->mem_leaving > 0 || p->mem_arriving > 0)) {
+            /* Other threads' spills will free memory, or their restores will end and
+             * their objects become evictable once unpinned: wait, it is transient. */
             pthread_cond_wait(&p->io_cv, &p->lock);
             continue;
         }
@@ -559,10 +577,36 @@ sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
     return SP_OK;
 }
 
+#define SP_SLAB_BYTES SP_HUGE_PAGE
+
+static void sp_slab_unref(sp_slab *sl)
+{
+    if (atomic_fetch_sub(&sl->live, 1) == 1) sp__free_large(sl, SP_SLAB_BYTES);
+}
+
+/* n bytes (a multiple of 16) from the pool's slab, or NULL; lock held. */
+static void *sp_slab_take(sp_pool *p, size_t n)
+{
+    if (n > SP_SLAB_BYTES / 16) return NULL; /* a long path: malloc does it */
+    if (!p->slab || p->slab->used + n > SP_SLAB_BYTES) {
+        sp_slab *sl = sp__malloc_large(SP_SLAB_BYTES);
+        if (!sl) return NULL;
+        atomic_init(&sl->live, 1);
+        sl->used = 64; /* the header, rounded */
+        if (p->slab) sp_slab_unref(p->slab);
+        p->slab = sl;
+    }
+    void *o = (char *)p->slab + p->slab->used;
+    p->slab->used += n;
+    atomic_fetch_add(&p->slab->live, 1);
+    return o;
+}
+
 static void sp_obj_destroy(sp_obj *o)
 {
     sp__free(o->tag);
-    sp__free(o);
+    if (o->in_slab) sp_slab_unref((sp_slab *)((uintptr_t)o & ~(uintptr_t)(SP_SLAB_BYTES - 1)));
+    else sp__free(o);
 }
 
 sp_status sp_pool_close(sp_pool *p)
@@ -597,6 +641,7 @@ sp_status sp_pool_close(sp_pool *p)
         }
         sp_obj_destroy(o);
     }
+    if (p->slab) sp_slab_unref(p->slab);
     if (p->own_store) sp_dir_store_close(p->sctx);
     sp_filters_close(p);
     pthread_mutex_destroy(&p->lock);
@@ -679,24 +724,111 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
     return st;
 }
 
+/* ---- registered sources ---- */
+
+/* One allocation holds the object and its path: registration is a malloc, a copy
+ * and a slot under the lock. */
+static sp_obj *sp_lazy_obj(sp_pool *p, const char *path, const sp_type *loader, const sp_lazy_options *opt)
+{
+    size_t n = strlen(path) + 1, bytes = (sizeof(sp_obj) + n + 15) & ~(size_t)15;
+    sp_obj *o = sp_slab_take(p, bytes);
+    int in_slab = o != NULL;
+    if (!o && !(o = sp__malloc(bytes))) return NULL;
+    memset(o, 0, sizeof *o);
+    o->in_slab = (uint8_t)in_slab;
+    char *src = (char *)(o + 1);
+    memcpy(src, path, n);
+    o->source = src;
+    o->type = loader;
+    o->refs = 1;
+    o->state = SP_ST_DISK;
+    o->lazy = 1;
+    o->src_reload = opt && opt->reload;
+    o->src_cache = opt && opt->cache_parsed;
+    return o;
+}
+
+sp_status sp_put_lazy_many(sp_pool *p, size_t n, const char *const *paths, const sp_type *loader,
+                           const sp_lazy_options *opt, sp_ref *refs)
+{
+    SP_RETURN_IF(!p || !loader || (n && (!paths || !refs)), SP_ERR_INVALID, "sp_put_lazy: NULL argument");
+    SP_RETURN_IF(!loader->size || !loader->encode || !loader->decode || !loader->free, SP_ERR_INVALID,
+                 "sp_put_lazy: loader '%s' lacks a method", loader->name ? loader->name : "?");
+    for (size_t i = 0; i < n; i++)
+        SP_RETURN_IF(!paths[i] || !paths[i][0], SP_ERR_INVALID, "sp_put_lazy: path %zu is empty", i);
+    sp_obj *one[1], **objs = n == 1 ? one : sp__malloc(n * sizeof *objs);
+    SP_RETURN_IF(n && !objs, SP_ERR_NOMEM, "sp_put_lazy: out of memory");
+    pthread_mutex_lock(&p->lock); /* the slab is the pool's */
+    size_t made = 0;
+    for (; made < n; made++)
+        if (!(objs[made] = sp_lazy_obj(p, paths[made], loader, opt))) break;
+    sp_status st = made == n ? SP_OK : sp__fail(SP_ERR_NOMEM, "sp_put_lazy: out of memory");
+    size_t done = 0;
+    for (; st == SP_OK && done < n; done++) st = sp_slot_alloc(p, objs[done], &refs[done]);
+    if (st == SP_OK) {
+        for (size_t i = 0; i < n; i++) objs[i]->serial = ++p->serial;
+        p->n_disk += n;
+    } else {
+        while (done-- > 0) sp_slot_free(p, objs[done]); /* undo: none registered */
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (st != SP_OK)
+        for (size_t i = 0; i < made; i++) sp_obj_destroy(objs[i]);
+    if (objs != one) sp__free(objs);
+    return st;
+}
+
+sp_status sp_put_lazy(sp_pool *p, const char *path, const sp_type *loader, const sp_lazy_options *opt, sp_ref *ref)
+{
+    return sp_put_lazy_many(p, 1, &path, loader, opt, ref);
+}
+
 /* Read a spilled object back (state DISK). Lock held; released around the I/O. */
+/* A registered source is loaded before its size is known: charge what it turned
+ * out to be (lock held, object RESTORING and owned by this thread). On failure the
+ * data is freed and nothing stays charged. */
+static sp_status sp_charge_loaded(sp_pool *p, sp_obj *o, void *data, uint64_t reserved)
+{
+    uint64_t actual = o->type->size(data);
+    p->mem_used -= reserved;
+    sp_status st = actual > p->cfg.memory_bound
+                       ? sp__fail(SP_ERR_TOO_BIG, "object %llu (source %s): loaded to %llu bytes, over the memory "
+                                  "bound %llu", (unsigned long long)o->serial, o->source,
+                                  (unsigned long long)actual, (unsigned long long)p->cfg.memory_bound)
+                       : sp_evict_until(p, actual, p->cfg.memory_bound, 1);
+    if (st != SP_OK) {
+        pthread_mutex_unlock(&p->lock);
+        o->type->free(data);
+        pthread_mutex_lock(&p->lock);
+        return st;
+    }
+    p->mem_used += actual;
+    o->size = actual;
+    return SP_OK;
+}
+
 static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
 {
     o->state = SP_ST_RESTORING;
+    int from_source = o->lazy && !o->has_file; /* else its spill file */
     sp_status st = sp_evict_until(p, o->size, p->cfg.memory_bound, 1);
     if (st != SP_OK) {
         o->state = SP_ST_DISK;
         pthread_cond_broadcast(&p->io_cv);
         return sp__wrap(st, "pin of object %llu", (unsigned long long)o->serial);
     }
-    p->mem_used += o->size; /* reserved before the read */
+    uint64_t reserved = o->size; /* before the read: the size it had (0 before a first load) */
+    p->mem_used += reserved;
+    p->mem_arriving += reserved;
     sp_flusher_poke(p);
     pthread_mutex_unlock(&p->lock);
     uint64_t t0 = sp__now_ns();
     void *data = NULL;
-    st = sp_read_object(p, o, &data);
+    if (from_source)
+        st = sp__source_load(o->source, o->serial, o->type, &o->stamp, o->src_known, o->src_reload, &data);
+    else st = sp_read_object(p, o, &data);
     int removed = 0;
-    if (st == SP_OK && !o->retain) {
+    if (st == SP_OK && !o->retain && !from_source) {
         /* Exclusive tiers: the file goes once the object is back in memory. It is
          * removed before the state is published, so a later spill under the same
          * name can never be deleted by this. */
@@ -708,6 +840,13 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
     }
     uint64_t dt = sp__now_ns() - t0;
     pthread_mutex_lock(&p->lock);
+    p->mem_arriving -= reserved;
+    if (st == SP_OK && from_source) {
+        o->src_known = 1;
+        p->lazy_loads++;
+        st = sp_charge_loaded(p, o, data, reserved);
+        reserved = 0; /* released or replaced by the real size */
+    }
     if (st == SP_OK) {
         o->data = data;
         o->state = SP_ST_MEM;
@@ -722,18 +861,18 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
         p->n_mem++;
         p->misses++;
         p->bytes_restored += o->size;
-        p->files_read++;
+        if (!from_source) p->files_read++;
         p->restore_ns += dt;
         *out = data;
     } else {
         o->state = SP_ST_DISK;
-        p->mem_used -= o->size;
+        p->mem_used -= reserved;
     }
     pthread_cond_broadcast(&p->io_cv);
     return st;
 }
 
-sp_status sp_pin(sp_pool *p, sp_ref ref, void **out)
+static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
 {
     SP_RETURN_IF(!p || !out, SP_ERR_INVALID, "sp_pin: NULL argument");
     pthread_mutex_lock(&p->lock);
@@ -744,6 +883,7 @@ sp_status sp_pin(sp_pool *p, sp_ref ref, void **out)
             st = sp_bad_ref(ref);
             break;
         }
+        if (mutable) o->dirty = 1; /* it may change: its source is no longer its copy */
         if (o->state == SP_ST_MEM) {
             if (o->pins++ == 0) {
                 sp_list_remove(o);
@@ -761,6 +901,16 @@ sp_status sp_pin(sp_pool *p, sp_ref ref, void **out)
         pthread_cond_wait(&p->io_cv, &p->lock); /* someone else's I/O on it */
     }
     pthread_mutex_unlock(&p->lock);
+    return st;
+}
+
+sp_status sp_pin(sp_pool *p, sp_ref ref, void **out) { return sp_pin_as(p, ref, out, 1); }
+
+sp_status sp_pin_read(sp_pool *p, sp_ref ref, const void **out)
+{
+    void *o = NULL;
+    sp_status st = sp_pin_as(p, ref, out ? &o : NULL, 0);
+    if (st == SP_OK) *out = o;
     return st;
 }
 
@@ -890,7 +1040,9 @@ sp_status sp_ref_query(sp_pool *p, sp_ref ref, sp_ref_info *info)
     char name[SP_NAME_CAP];
     sp_place place;
     sp_obj_name(p, o, name, &place);
+    int source = o->lazy && !o->has_file;
+    if (source) snprintf(info->path, sizeof info->path, "%s", o->source);
     pthread_mutex_unlock(&p->lock);
-    p->m->describe(p->sctx, name, place, info->path, sizeof info->path);
+    if (!source) p->m->describe(p->sctx, name, place, info->path, sizeof info->path);
     return SP_OK;
 }

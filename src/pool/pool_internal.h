@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include "../common/error.h"
 #include "../filter/chain.h"
+#include "lazy.h"
 #include "spillpool/pool.h"
 
 enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
@@ -32,12 +33,25 @@ typedef struct sp_obj {
     sp_chain *file_chain;       /* the chain that wrote its file */
     uint32_t refs, pins, slot;
     uint8_t state, retain, has_file;
+    /* A registered source (sp_put_lazy): while the object is clean its home is the
+     * source file, so eviction drops it; a mutable pin makes it dirty for good. */
+    uint8_t lazy, dirty, src_known, src_reload, src_cache, in_slab;
+    const char *source; /* stored after the object, in the same allocation */
+    sp_stamp stamp;
 } sp_obj;
 
 typedef struct sp_chain_node {
     struct sp_chain_node *next;
     sp_chain chain;
 } sp_chain_node;
+
+/* Registered sources are many and small: they are cut from 2 MiB slabs (one page
+ * fault each with huge pages, instead of one per 4 KiB of objects), each freed when
+ * its last object goes. The current slab holds a reference of its own. */
+typedef struct sp_slab {
+    _Atomic uint64_t live;
+    size_t used;
+} sp_slab;
 
 typedef struct sp_slot {
     sp_obj *obj;
@@ -61,6 +75,7 @@ struct sp_pool {
 
     uint64_t mem_used;    /* in memory, in flight and reserved */
     uint64_t mem_leaving; /* of mem_used: objects being spilled right now */
+    uint64_t mem_arriving; /* of mem_used: reserved by restores in flight */
     _Atomic uint64_t disk_used;
     uint64_t serial;
 
@@ -68,6 +83,7 @@ struct sp_pool {
     uint64_t hits, misses, evictions, bytes_spilled, bytes_restored, files_written, files_read;
     uint64_t spill_ns, restore_ns, spill_failures;
     uint64_t bytes_before_filters, bytes_after_filters;
+    uint64_t lazy_loads, clean_drops;
 
     /* filters: every chain used stays until close, since files point at them */
     sp_chain_node *chains;
@@ -75,6 +91,7 @@ struct sp_pool {
     sp_filter_def custom[SP_CUSTOM_MAX];
     unsigned ncustom;
     unsigned char *key; /* SP_KEY_BYTES in locked memory, or NULL */
+    sp_slab *slab;      /* where registrations are cut from now, or NULL */
 
     /* write-back thread (cfg.spill_ahead > 0) */
     pthread_t flusher;

@@ -51,6 +51,8 @@ sp_status sp_pool_stats(sp_pool *p, sp_stats *s)
     s->spill_failures = p->spill_failures;
     s->spill_seconds = (double)p->spill_ns / 1e9;
     s->restore_seconds = (double)p->restore_ns / 1e9;
+    s->lazy_loads = p->lazy_loads;
+    s->clean_drops = p->clean_drops;
     s->bytes_before_filters = p->bytes_before_filters;
     s->bytes_after_filters = p->bytes_after_filters;
     s->compression_ratio =
@@ -87,6 +89,9 @@ void sp_stats_fprint(const sp_stats *sp, FILE *f)
             (unsigned long long)s.hits, (unsigned long long)s.misses, (unsigned long long)s.evictions,
             (unsigned long long)s.spill_failures, sp_format_size(s.bytes_spilled, e, sizeof e), s.spill_seconds,
             s.spill_mb_s, sp_format_size(s.bytes_restored, g, sizeof g), s.restore_seconds, s.restore_mb_s);
+    if (s.lazy_loads)
+        fprintf(f, "  sources: %llu loads, %llu clean drops\n", (unsigned long long)s.lazy_loads,
+                (unsigned long long)s.clean_drops);
     if (s.n_filters == 0) return;
     fprintf(f, "  filters: %s before, %s after (ratio %.2f)\n", sp_format_size(s.bytes_before_filters, a, sizeof a),
             sp_format_size(s.bytes_after_filters, b, sizeof b), s.compression_ratio);
@@ -117,6 +122,8 @@ void sp_stats_fprint_json(const sp_stats *s, FILE *f, const char *extra)
             (unsigned long long)s->bytes_restored, (unsigned long long)s->files_written,
             (unsigned long long)s->files_read, s->spill_seconds, s->restore_seconds, s->spill_mb_s,
             s->restore_mb_s);
+    fprintf(f, ",\"lazy_loads\":%llu,\"clean_drops\":%llu", (unsigned long long)s->lazy_loads,
+            (unsigned long long)s->clean_drops);
     fprintf(f, ",\"bytes_before_filters\":%llu,\"bytes_after_filters\":%llu,\"compression_ratio\":%.4f,\"filters\":[",
             (unsigned long long)s->bytes_before_filters, (unsigned long long)s->bytes_after_filters,
             s->compression_ratio);

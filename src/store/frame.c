@@ -1,8 +1,10 @@
 /* Framing and checksums of spilled objects: see frame.h for the format. */
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "../common/alloc.h"
@@ -464,8 +466,36 @@ static sp_status sp_read_batch(sp_reader *r, unsigned char *p, size_t len, size_
     return SP_OK;
 }
 
+void sp__reader_begin_raw(sp_reader *r, int fd, uint64_t size, const char *what)
+{
+    memset(r, 0, sizeof *r);
+    r->raw = 1;
+    r->raw_fd = fd;
+    r->file_size = size;
+    r->what = what;
+}
+
+static sp_status sp_read_raw(sp_reader *r, unsigned char *p, size_t len)
+{
+    SP_RETURN_IF(len > r->file_size - r->consumed, SP_ERR_CORRUPT,
+                 "%s: the loader asked for %zu bytes at byte %llu of a %llu-byte file", r->what, len,
+                 (unsigned long long)r->consumed, (unsigned long long)r->file_size);
+    while (len > 0) {
+        ssize_t n = read(r->raw_fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sp__fail_errno(SP_OK, errno, "%s: read at byte %llu", r->what, (unsigned long long)r->consumed);
+        SP_RETURN_IF(n == 0, SP_ERR_STALE, "%s: the file ended at byte %llu, but was %llu bytes when opened (changed "
+                     "while being read)", r->what, (unsigned long long)r->consumed, (unsigned long long)r->file_size);
+        r->consumed += (uint64_t)n;
+        p += n;
+        len -= (size_t)n;
+    }
+    return SP_OK;
+}
+
 sp_status sp_read(sp_reader *r, void *buf, size_t len)
 {
+    if (r->raw) return sp_read_raw(r, buf, len);
     unsigned char *p = buf;
     while (len > 0) {
         if (r->stage_pos < r->stage_len) {
@@ -506,6 +536,11 @@ sp_status sp_read(sp_reader *r, void *buf, size_t len)
 
 sp_status sp__reader_finish(sp_reader *r)
 {
+    if (r->raw) {
+        SP_RETURN_IF(r->consumed != r->file_size, SP_ERR_CORRUPT, "%s: the loader read %llu of its %llu bytes",
+                     r->what, (unsigned long long)r->consumed, (unsigned long long)r->file_size);
+        return SP_OK;
+    }
     SP_RETURN_IF(r->stage_pos < r->stage_len, SP_ERR_CORRUPT, "%s: %zu bytes left after the object",
                  r->what, r->stage_len - r->stage_pos);
     uint32_t stored, raw, flags;

@@ -50,6 +50,7 @@ struct sp_writer {
 struct sp_reader {
     const sp_store_methods *m;
     void *file;
+    int raw, raw_fd; /* raw: the bytes of a plain file (a registered source), no frames */
     const char *what; /* the object and path, for messages */
     uint64_t file_size, consumed, raw_total, frames;
     unsigned char *stage;
@@ -76,7 +77,11 @@ SP_HIDDEN void sp__writer_cleanup(sp_writer *w);
 SP_HIDDEN sp_status sp__reader_begin(sp_reader *r, const sp_store_methods *m, void *file,
                                      uint64_t file_size, const char *what, sp_chain *expect,
                                      const unsigned char *key);
-/* Check that the object's data ends here: end marker, totals, nothing after it. */
+/* A reader of a plain file's bytes, for loaders of registered sources: size is what
+ * fstat said at open; reading past it, or the file ending early, is an error. */
+SP_HIDDEN void sp__reader_begin_raw(sp_reader *r, int fd, uint64_t size, const char *what);
+/* Check that the object's data ends here: end marker, totals, nothing after it.
+ * For a raw reader: that the loader read the whole file. */
 SP_HIDDEN sp_status sp__reader_finish(sp_reader *r);
 SP_HIDDEN void sp__reader_cleanup(sp_reader *r);
 

@@ -1,0 +1,324 @@
+/* Registered source files: no I/O at registration, load on first pin, clean eviction
+ * without writes, dirty objects spilled, staleness, bad files, batch registration. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+typedef struct {
+    char *dir;
+    sp_pool *p;
+} fix;
+
+static int setup(void **state)
+{
+    fix *f = calloc(1, sizeof *f);
+    f->dir = t_tmpdir();
+    f->p = t_pool(f->dir, 1000, 100000, SP_POLICY_LRU);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fix *f = *state;
+    if (f->p) t_ok(sp_pool_close(f->p));
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* dir/name holding len bytes of pattern seed; returns the path (free it). */
+static char *source(const char *dir, const char *name, size_t len, unsigned seed)
+{
+    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    for (size_t i = 0; i < len; i++) fputc((int)(unsigned char)(seed + i * 31), fp);
+    fclose(fp);
+    return path;
+}
+
+static void check_read(sp_pool *p, sp_ref r, size_t len, unsigned seed)
+{
+    const void *o;
+    t_ok(sp_pin_read(p, r, &o));
+    const sp_bytes *b = o;
+    assert_int_equal(b->len, len);
+    for (size_t i = 0; i < len; i++)
+        if (b->data[i] != (unsigned char)(seed + i * 31)) fail_msg("byte %zu differs", i);
+    t_ok(sp_unpin(p, r));
+}
+
+static sp_stats stats(sp_pool *p)
+{
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    return s;
+}
+
+static void registration_touches_no_file(void **state)
+{
+    fix *f = *state;
+    /* None of these exist: registration succeeds because it never looks. */
+    char path[600];
+    sp_ref r[100];
+    for (int i = 0; i < 100; i++) {
+        snprintf(path, sizeof path, "%s/missing/file-%d.csv", f->dir, i);
+        t_ok(sp_put_lazy(f->p, path, &sp_bytes_type, NULL, &r[i]));
+    }
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.objects_on_disk, 100);
+    assert_int_equal(s.memory_used, 0);
+    assert_int_equal(s.disk_used, 0); /* sources are not the pool's bytes */
+    assert_int_equal(s.lazy_loads, 0);
+    sp_ref_info info;
+    t_ok(sp_ref_query(f->p, r[7], &info));
+    assert_int_equal(info.tier, SP_TIER_DISK);
+    assert_non_null(strstr(info.path, "missing/file-7.csv"));
+    /* The first pin is where a missing file shows, for that object only. */
+    const void *o;
+    t_status(sp_pin_read(f->p, r[7], &o), SP_ERR_NOT_FOUND);
+    assert_non_null(strstr(sp_last_error(), "missing/file-7.csv"));
+    for (int i = 0; i < 100; i++) t_ok(sp_release(f->p, r[i]));
+    assert_int_equal(stats(f->p).objects_on_disk, 0);
+}
+
+static void first_pin_loads_and_later_pins_hit(void **state)
+{
+    fix *f = *state;
+    char *path = source(f->dir, "a.bin", 300, 5);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, path, &sp_bytes_type, NULL, &r));
+    check_read(f->p, r, 300, 5);
+    assert_int_equal(t_tier(f->p, r), SP_TIER_MEMORY);
+    check_read(f->p, r, 300, 5);
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.lazy_loads, 1);
+    assert_int_equal(s.misses, 1);
+    assert_int_equal(s.hits, 1);
+    assert_int_equal(s.memory_used, 300); /* charged once loaded */
+    t_ok(sp_release(f->p, r));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0); /* never deleted */
+    free(path);
+}
+
+static void clean_eviction_drops_without_writing(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 600, 1), *b = source(f->dir, "b.bin", 600, 2);
+    sp_ref ra, rb;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &ra));
+    t_ok(sp_put_lazy(f->p, b, &sp_bytes_type, NULL, &rb));
+    for (int round = 0; round < 3; round++) { /* 1000-byte bound: each load drops the other */
+        check_read(f->p, ra, 600, 1);
+        check_read(f->p, rb, 600, 2);
+    }
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.lazy_loads, 6);
+    assert_int_equal(s.clean_drops, 5);
+    assert_int_equal(s.evictions, 5);
+    assert_int_equal(s.files_written, 0);
+    assert_int_equal(s.disk_used, 0);
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
+    t_ok(sp_release(f->p, ra));
+    t_ok(sp_release(f->p, rb));
+    free(a);
+    free(b);
+}
+
+static void a_changed_object_is_spilled_and_the_source_kept(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 600, 1), *b = source(f->dir, "b.bin", 600, 2);
+    sp_ref ra, rb;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &ra));
+    t_ok(sp_put_lazy(f->p, b, &sp_bytes_type, NULL, &rb));
+    void *o;
+    t_ok(sp_pin(f->p, ra, &o)); /* a mutable pin: a is no longer a copy of its file */
+    memset(((sp_bytes *)o)->data, 'x', 600);
+    t_ok(sp_unpin(f->p, ra));
+    check_read(f->p, rb, 600, 2); /* evicts a: written to the spill directory */
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.files_written, 1);
+    assert_int_equal(s.clean_drops, 0);
+    const void *c;
+    t_ok(sp_pin_read(f->p, ra, &c)); /* back from the spill file, changed */
+    for (int i = 0; i < 600; i++) assert_int_equal(((const sp_bytes *)c)->data[i], 'x');
+    t_ok(sp_unpin(f->p, ra));
+    assert_int_equal(stats(f->p).lazy_loads, 2); /* a once, b once */
+    /* the source is untouched */
+    FILE *fp = fopen(a, "rb");
+    assert_int_equal(fgetc(fp), 1);
+    fclose(fp);
+    t_ok(sp_release(f->p, ra));
+    t_ok(sp_release(f->p, rb));
+    free(a);
+    free(b);
+}
+
+static void cache_parsed_spills_instead_of_dropping(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 600, 1), *b = source(f->dir, "b.bin", 600, 2);
+    sp_ref ra, rb;
+    sp_lazy_options cache = {.cache_parsed = 1};
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &cache, &ra));
+    t_ok(sp_put_lazy(f->p, b, &sp_bytes_type, NULL, &rb));
+    check_read(f->p, ra, 600, 1);
+    check_read(f->p, rb, 600, 2); /* a is written, not dropped */
+    check_read(f->p, ra, 600, 1); /* from the spill file: no second load */
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.lazy_loads, 2);
+    assert_int_equal(s.files_written, 1);
+    assert_int_equal(s.files_read, 1);
+    t_ok(sp_release(f->p, ra));
+    t_ok(sp_release(f->p, rb));
+    free(a);
+    free(b);
+}
+
+static void push_out(fix *f, sp_ref keep_out)
+{
+    (void)keep_out;
+    sp_ref filler = t_put(f->p, 1000, 9); /* the whole bound: every other object leaves */
+    t_ok(sp_release(f->p, filler));
+}
+
+static void a_changed_file_is_stale_or_reloaded(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 300, 1);
+    sp_ref r, rr;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r));
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.reload = 1}, &rr));
+    check_read(f->p, r, 300, 1);
+    check_read(f->p, rr, 300, 1);
+    push_out(f, r);
+    assert_int_equal(t_tier(f->p, r), SP_TIER_DISK);
+    usleep(20000);
+    free(source(f->dir, "a.bin", 400, 7)); /* rewritten: new size and times */
+    const void *o;
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "a.bin"));
+    assert_non_null(strstr(sp_last_error(), "changed"));
+    assert_int_equal(t_tier(f->p, r), SP_TIER_DISK); /* still registered, still failing */
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_STALE);
+    check_read(f->p, rr, 400, 7); /* the reloading one sees the new file */
+    assert_int_equal(stats(f->p).memory_used, 400);
+    t_ok(sp_release(f->p, r));
+    t_ok(sp_release(f->p, rr));
+    /* gone since the last load */
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r));
+    check_read(f->p, r, 400, 7);
+    push_out(f, r);
+    unlink(a);
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_NOT_FOUND);
+    t_ok(sp_release(f->p, r));
+    free(a);
+}
+
+/* A loader that appends to its own file while reading it. */
+static const char *meddle_path;
+static sp_status meddle_decode(sp_reader *r, uint64_t len, void **obj)
+{
+    FILE *fp = fopen(meddle_path, "ab");
+    fputc('!', fp);
+    fclose(fp);
+    return sp_bytes_type.decode(r, len, obj);
+}
+static sp_status short_decode(sp_reader *r, uint64_t len, void **obj)
+{
+    return sp_bytes_type.decode(r, len ? len - 1 : 0, obj); /* leaves a byte unread */
+}
+
+static void bad_sources_fail_that_object_only(void **state)
+{
+    fix *f = *state;
+    char *good = source(f->dir, "good.bin", 100, 3), *m = source(f->dir, "m.bin", 100, 4);
+    char *sh = source(f->dir, "short.bin", 100, 4), *empty = source(f->dir, "empty.bin", 0, 0);
+    sp_ref rg, rm, rs, rd, re;
+    t_ok(sp_put_lazy(f->p, good, &sp_bytes_type, NULL, &rg));
+    sp_type meddler = sp_bytes_type, shorter = sp_bytes_type;
+    meddler.decode = meddle_decode;
+    shorter.decode = short_decode;
+    meddle_path = m;
+    t_ok(sp_put_lazy(f->p, m, &meddler, NULL, &rm));
+    t_ok(sp_put_lazy(f->p, sh, &shorter, NULL, &rs));
+    t_ok(sp_put_lazy(f->p, f->dir, &sp_bytes_type, NULL, &rd)); /* a directory */
+    t_ok(sp_put_lazy(f->p, empty, &sp_bytes_type, NULL, &re));
+    const void *o;
+    t_status(sp_pin_read(f->p, rm, &o), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "while it was being read"));
+    t_status(sp_pin_read(f->p, rs, &o), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "short.bin"));
+    t_status(sp_pin_read(f->p, rd, &o), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "not a regular file"));
+    check_read(f->p, re, 0, 0); /* empty is a fine byte buffer; a CSV loader may refuse it */
+    check_read(f->p, rg, 100, 3);
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.memory_used, 100); /* nothing charged for the failures */
+    assert_int_equal(s.objects_pinned, 0);
+    if (geteuid() != 0) { /* root reads anything */
+        chmod(good, 0);
+        push_out(f, rg);
+        t_status(sp_pin_read(f->p, rg, &o), SP_ERR_PERMISSION);
+        chmod(good, 0644);
+    }
+    sp_ref all[5] = {rg, rm, rs, rd, re};
+    for (int i = 0; i < 5; i++) t_ok(sp_release(f->p, all[i]));
+    free(good);
+    free(m);
+    free(sh);
+    free(empty);
+}
+
+static void batch_registration_is_all_or_nothing(void **state)
+{
+    fix *f = *state;
+    enum { N = 5000 };
+    char **paths = malloc(N * sizeof *paths);
+    for (int i = 0; i < N; i++) {
+        paths[i] = malloc(64);
+        snprintf(paths[i], 64, "/data/hourly/%05d.csv", i);
+    }
+    sp_ref *refs = malloc(N * sizeof *refs);
+    t_ok(sp_put_lazy_many(f->p, N, (const char *const *)paths, &sp_bytes_type, NULL, refs));
+    assert_int_equal(stats(f->p).objects_on_disk, N);
+    for (int i = 1; i < N; i++) assert_true(refs[i] != refs[i - 1]);
+    sp_ref_info info;
+    t_ok(sp_ref_query(f->p, refs[4321], &info));
+    assert_string_equal(info.path, "/data/hourly/04321.csv");
+    for (int i = 0; i < N; i++) t_ok(sp_release(f->p, refs[i]));
+    /* one bad path: nothing registered */
+    paths[100][0] = '\0';
+    t_status(sp_put_lazy_many(f->p, N, (const char *const *)paths, &sp_bytes_type, NULL, refs), SP_ERR_INVALID);
+    assert_int_equal(stats(f->p).objects_on_disk, 0);
+    sp_ref r;
+    t_status(sp_put_lazy(f->p, NULL, &sp_bytes_type, NULL, &r), SP_ERR_INVALID);
+    t_status(sp_put_lazy(f->p, "x", NULL, NULL, &r), SP_ERR_INVALID);
+    for (int i = 0; i < N; i++) free(paths[i]);
+    free(paths);
+    free(refs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(registration_touches_no_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(first_pin_loads_and_later_pins_hit, setup, teardown),
+        cmocka_unit_test_setup_teardown(clean_eviction_drops_without_writing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_changed_object_is_spilled_and_the_source_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(cache_parsed_spills_instead_of_dropping, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
