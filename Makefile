@@ -1,7 +1,7 @@
 # make demo  - install what is missing, build, run the article's example
 # make test  - install what is missing, build, run every test (plain, ASan+UBSan, TSan)
 # make bench - the W1 benchmark (see README)
-DEBS := build-essential cmake pkg-config clang libclang-rt-dev libxxhash-dev libcmocka-dev libzstd-dev liblz4-dev zlib1g-dev libsodium-dev libssl-dev
+DEBS := build-essential cmake pkg-config clang libclang-rt-dev libxxhash-dev libcmocka-dev libzstd-dev liblz4-dev zlib1g-dev libsodium-dev libssl-dev libcsv-dev
 JOBS ?= 2
 
 .PHONY: all deps build demo test test-plain test-asan test-tsan test-fuzz bench clean

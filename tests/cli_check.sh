@@ -22,6 +22,11 @@ bench=$(SPILLPOOL_DIR="$dir" "$cli" bench filters --parts 6 --rows 100000 --chai
 need "$bench" chain disk_bytes spill_mb_s restore_mb_s seconds
 case "$bench" in \[*\]) ;; *) echo "bench --json is not an array: $bench" >&2; exit 1 ;; esac
 [ "$(printf '%s' "$bench" | grep -o '"chain"' | wc -l)" -eq 3 ] || { echo "want 3 rows: $bench" >&2; exit 1; }
+lazy=$(TMPDIR="$dir" SPILLPOOL_DIR="$dir" "$cli" bench lazy --files 300 --runs 2 --json)
+need "$lazy" files ns_per_file files_opened
+case "$lazy" in *'"files_opened":24,'*) ;; *) echo "one day must open 24 files: $lazy" >&2; exit 1 ;; esac
+csv=$(TMPDIR="$dir" "$cli" bench csv --mb 2 --runs 1 --json)
+need "$csv" wc_l_seconds parse_seconds parse_mb_s parse_vs_wc_l
 # bad input: a clear message and a failing status
 if SPILLPOOL_DIR="$dir" SPILLPOOL_FILTERS=zstd:99 "$cli" demo --parts 1 --rows 10 2>"$dir/err"; then
     echo "a bad chain was accepted" >&2; exit 1

@@ -657,7 +657,7 @@ static void probe_free(void *o)
     probe();
     sp_bytes_type.free(o);
 }
-static const sp_type probe_type = {"probe", probe_size, probe_encode, probe_decode, probe_free};
+static const sp_type probe_type = {"probe", probe_size, probe_encode, probe_decode, probe_free, NULL};
 
 static sp_status lp_create(void *ctx, const char *name, sp_place place, void **f)
 {

@@ -32,7 +32,7 @@ static sp_status phantom_decode(sp_reader *r, uint64_t len, void **o)
     return SP_ERR_INVALID;
 }
 static void phantom_free(void *o) { free(o); }
-static const sp_type phantom_type = {"phantom", phantom_size, phantom_encode, phantom_decode, phantom_free};
+static const sp_type phantom_type = {"phantom", phantom_size, phantom_encode, phantom_decode, phantom_free, NULL};
 
 static void push_out(sp_pool *p)
 {

@@ -55,7 +55,15 @@ typedef struct sp_type {
     /* Rebuild an object from `len` bytes of stored form (what encode wrote). */
     sp_status (*decode)(sp_reader *r, uint64_t len, void **obj);
     void (*free)(void *obj);
+    /* Anything decode needs (options of a loader); it reads it with sp_reader_arg. */
+    const void *arg;
 } sp_type;
+
+/* The type's arg, for decode. */
+const void *sp_reader_arg(const sp_reader *r);
+/* Nonzero when decode reads a registered source file (sp_put_lazy), zero when it
+ * reads back what encode wrote. */
+int sp_reader_is_source(const sp_reader *r);
 
 /* Built-in byte buffers. The charged size is `len` (the header is not counted, so a
  * test can reason in exact bytes). */

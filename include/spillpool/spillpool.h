@@ -5,5 +5,6 @@
 #include "store.h"
 #include "pool.h"
 #include "filter.h"
+#include "csv.h"
 #define SPILLPOOL_VERSION "0.1.0"
 #endif

@@ -6,6 +6,7 @@
 
 #include "spillpool/spillpool.h"
 #include "bench_filters.h"
+#include "bench_csv.h"
 #include "bench_lazy.h"
 #include "inspect.h"
 #include "workload.h"
@@ -30,6 +31,9 @@ static void usage(FILE *f)
             "        writes N hourly CSV files (default 87600), registers them all with the\n"
             "        pool (median ns per file over K runs), then pins one day (24 files) and\n"
             "        reports how many files were opened\n"
+            "  bench csv [--mb N] [--runs K] [--json]\n"
+            "        parses an N MB CSV file (default 256) into typed columns and compares\n"
+            "        the time with wc -l on the same file, and with libcsv's tokenizer\n"
             "  inspect FILE [--payload]\n"
             "        a spill file's header, chain and frames; --payload writes the frames'\n"
             "        stored bytes to stdout (a gzip-only file then pipes into gzip -d)\n"
@@ -200,11 +204,35 @@ static int cmd_bench_lazy(int argc, char **argv)
     return sp_bench_lazy(&o);
 }
 
+static int cmd_bench_csv(int argc, char **argv)
+{
+    sp_bench_csv_opts o = {.mb = 256, .runs = 5};
+    for (int i = 1; i < argc; i++) {
+        uint64_t v;
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--json") == 0) o.json = 1;
+        else if (strcmp(argv[i], "--mb") == 0) {
+            if (parse_u64("--mb", val, 1, 65536, &v)) return 2;
+            o.mb = (unsigned)v;
+            i++;
+        } else if (strcmp(argv[i], "--runs") == 0) {
+            if (parse_u64("--runs", val, 1, 101, &v)) return 2;
+            o.runs = (unsigned)v;
+            i++;
+        } else {
+            fprintf(stderr, "spillpool bench csv: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    return sp_bench_csv(&o);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "lazy") == 0) return cmd_bench_lazy(argc, argv);
+    if (argc >= 1 && strcmp(argv[0], "csv") == 0) return cmd_bench_csv(argc, argv);
     if (argc < 1 || strcmp(argv[0], "filters") != 0) {
-        fprintf(stderr, "spillpool bench: which benchmark? (filters, lazy)\n");
+        fprintf(stderr, "spillpool bench: which benchmark? (filters, lazy, csv)\n");
         return 2;
     }
     sp_bench_filters_opts o;

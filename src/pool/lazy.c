@@ -52,6 +52,7 @@ sp_status sp__source_load(const char *path, uint64_t serial, const sp_type *load
     if (rc == SP_OK) {
         sp_reader r;
         sp__reader_begin_raw(&r, fd, now.size, what);
+        r.arg = loader->arg;
         rc = loader->decode(&r, now.size, &d);
         if (rc == SP_OK && (rc = sp__reader_finish(&r)) != SP_OK) loader->free(d);
         sp__reader_cleanup(&r);

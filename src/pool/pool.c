@@ -196,6 +196,7 @@ static sp_status sp_read_object(sp_pool *p, sp_obj *o, void **data)
     unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
     if (o->file_chain && o->file_chain->encrypted) key = sp_key_copy(p, keybuf);
     st = sp__reader_begin(&r, p->m, f, fsize, what, o->file_chain, key);
+    r.arg = o->type->arg;
     sodium_memzero(keybuf, sizeof keybuf);
     if (st == SP_OK) st = o->type->decode(&r, o->enc_len, &d);
     if (st == SP_OK) {

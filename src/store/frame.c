@@ -466,6 +466,9 @@ static sp_status sp_read_batch(sp_reader *r, unsigned char *p, size_t len, size_
     return SP_OK;
 }
 
+const void *sp_reader_arg(const sp_reader *r) { return r ? r->arg : NULL; }
+int sp_reader_is_source(const sp_reader *r) { return r && r->raw; }
+
 void sp__reader_begin_raw(sp_reader *r, int fd, uint64_t size, const char *what)
 {
     memset(r, 0, sizeof *r);

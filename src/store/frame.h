@@ -51,6 +51,7 @@ struct sp_reader {
     const sp_store_methods *m;
     void *file;
     int raw, raw_fd; /* raw: the bytes of a plain file (a registered source), no frames */
+    const void *arg; /* the type's arg */
     const char *what; /* the object and path, for messages */
     uint64_t file_size, consumed, raw_total, frames;
     unsigned char *stage;

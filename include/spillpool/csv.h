@@ -1,0 +1,74 @@
+/* spillpool CSV: a loader that turns CSV bytes into typed columns.
+ *
+ * RFC 4180: fields separated by a delimiter (default ','), records by "\n" or
+ * "\r\n"; a field in double quotes may hold the delimiter, quotes (doubled) and line
+ * breaks. The first record names the columns unless the options say there is no
+ * header. Each column is int64, double, or string; strings are stored dictionary-
+ * coded (a code per row into a table of distinct values, like the article's
+ * PooledArray). Types are inferred from the data (int64 if every value is an
+ * integer, else double if every value is a number, else string; an empty numeric
+ * value is a double NaN) unless a schema is given, in which case a value that does
+ * not fit is an error.
+ *
+ * Errors name the source, the line (1-based, counting line breaks inside quotes),
+ * the field and the byte column: unterminated quote, a record with the wrong number
+ * of fields, a value that does not fit the schema's type, an empty file.
+ */
+#ifndef SPILLPOOL_CSV_H
+#define SPILLPOOL_CSV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pool.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sp_col_type { SP_COL_INT64 = 1, SP_COL_DOUBLE = 2, SP_COL_STRING = 3 } sp_col_type;
+
+typedef struct sp_column {
+    char *name;
+    sp_col_type type;
+    int64_t *i64;     /* SP_COL_INT64: nrows values */
+    double *f64;      /* SP_COL_DOUBLE */
+    uint32_t *codes;  /* SP_COL_STRING: nrows codes into dict */
+    uint32_t ndict;   /* distinct strings */
+    char **dict;      /* dict[code]: NUL-terminated */
+    uint32_t *dict_len;
+} sp_column;
+
+typedef struct sp_table {
+    uint32_t ncols;
+    uint64_t nrows;
+    sp_column *cols;
+    size_t bytes; /* memory held, charged by the pool */
+} sp_table;
+
+typedef struct sp_csv_options {
+    char delim;                /* 0: ',' */
+    int no_header;             /* columns are then named c1, c2, ... */
+    const sp_col_type *schema; /* NULL: infer; else ncols types */
+    uint32_t schema_cols;
+} sp_csv_options;
+
+/* Parse len bytes of CSV. `what` names the source in messages. Errors:
+ * SP_ERR_CORRUPT (malformed CSV, a value that does not fit, an empty file) with the
+ * line, field and column, SP_ERR_NOMEM. */
+sp_status sp_csv_parse(const char *buf, size_t len, const sp_csv_options *opt, const char *what,
+                       sp_table **out);
+void sp_table_free(sp_table *t);
+/* The index of the column called name, or -1. */
+int sp_table_column(const sp_table *t, const char *name);
+
+/* A loader for sp_put_lazy (and a type for sp_put): decode parses CSV from a source,
+ * or reads back the binary columns that encode wrote when the table was spilled.
+ * sp_csv_type uses the default options; sp_csv_loader makes one with others (opt
+ * must outlive every use of the type). */
+extern const sp_type sp_csv_type;
+void sp_csv_loader(const sp_csv_options *opt, sp_type *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

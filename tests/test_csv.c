@@ -1,0 +1,258 @@
+/* The CSV loader: RFC 4180 quoting, type inference and schemas, dictionary-coded
+ * strings, errors with line and column, and the loader under the pool. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+
+static sp_table *parse_ok(const char *text, const sp_csv_options *opt)
+{
+    sp_table *t = NULL;
+    t_ok(sp_csv_parse(text, strlen(text), opt, "t.csv", &t));
+    return t;
+}
+
+static void parse_fails(const char *text, const sp_csv_options *opt, const char *says)
+{
+    sp_table *t = NULL;
+    sp_status st = sp_csv_parse(text, strlen(text), opt, "t.csv", &t);
+    if (st == SP_OK) fail_msg("parsed, but should fail with \"%s\": %s", says, text);
+    assert_null(t);
+    if (!strstr(sp_last_error(), says)) fail_msg("message \"%s\" lacks \"%s\"", sp_last_error(), says);
+    assert_non_null(strstr(sp_last_error(), "t.csv"));
+}
+
+static const char *str_at(const sp_table *t, int c, uint64_t row) { return t->cols[c].dict[t->cols[c].codes[row]]; }
+
+static void types_are_inferred(void **state)
+{
+    (void)state;
+    sp_table *t = parse_ok("id,temp,name,mixed,big\n"
+                           "1,20.5,alpha,3,9223372036854775807\n"
+                           "2,-3,beta,1.5,99999999999999999999\n"
+                           "-3,0.125,alpha,,1e3\n",
+                           NULL);
+    assert_int_equal(t->ncols, 5);
+    assert_int_equal(t->nrows, 3);
+    assert_string_equal(t->cols[0].name, "id");
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    assert_int_equal(t->cols[0].i64[2], -3);
+    assert_int_equal(t->cols[1].type, SP_COL_DOUBLE);
+    assert_true(t->cols[1].f64[0] == 20.5 && t->cols[1].f64[1] == -3.0 && t->cols[1].f64[2] == 0.125);
+    assert_int_equal(t->cols[2].type, SP_COL_STRING);
+    assert_int_equal(t->cols[2].ndict, 2); /* dictionary-coded: alpha, beta */
+    assert_int_equal(t->cols[2].codes[0], t->cols[2].codes[2]);
+    assert_string_equal(str_at(t, 2, 1), "beta");
+    assert_int_equal(t->cols[3].type, SP_COL_DOUBLE); /* 3 then 1.5: widened; empty is NaN */
+    assert_true(t->cols[3].f64[0] == 3.0 && t->cols[3].f64[1] == 1.5 && isnan(t->cols[3].f64[2]));
+    assert_int_equal(t->cols[4].type, SP_COL_DOUBLE); /* past int64: a double */
+    assert_true(t->cols[4].f64[2] == 1000.0);
+    assert_int_equal(sp_table_column(t, "name"), 2);
+    assert_int_equal(sp_table_column(t, "nope"), -1);
+    assert_true(t->bytes > 3 * 5 * 4);
+    sp_table_free(t);
+    /* a column that turns out to hold text is parsed again as strings */
+    t = parse_ok("code\n1\n2\nx7\n2\n", NULL);
+    assert_int_equal(t->cols[0].type, SP_COL_STRING);
+    assert_int_equal(t->cols[0].ndict, 3);
+    assert_string_equal(str_at(t, 0, 0), "1");
+    assert_string_equal(str_at(t, 0, 2), "x7");
+    assert_int_equal(t->cols[0].codes[1], t->cols[0].codes[3]);
+    sp_table_free(t);
+}
+
+static void rfc4180_quoting(void **state)
+{
+    (void)state;
+    sp_table *t = parse_ok("a,\"b, with comma\",c\r\n"
+                           "\"x \"\"quoted\"\"\",\"line1\nline2\",7\r\n"
+                           "plain,,8",
+                           NULL);
+    assert_string_equal(t->cols[1].name, "b, with comma");
+    assert_int_equal(t->nrows, 2);
+    assert_string_equal(str_at(t, 0, 0), "x \"quoted\"");
+    assert_string_equal(str_at(t, 1, 0), "line1\nline2");
+    assert_string_equal(str_at(t, 1, 1), "");
+    assert_int_equal(t->cols[2].type, SP_COL_INT64);
+    assert_int_equal(t->cols[2].i64[1], 8);
+    sp_table_free(t);
+    /* other delimiters, no header */
+    sp_csv_options semi = {.delim = ';', .no_header = 1};
+    t = parse_ok("1;2,5;x\n3;4;y\n", &semi);
+    assert_int_equal(t->nrows, 2);
+    assert_string_equal(t->cols[1].name, "c2");
+    assert_int_equal(t->cols[1].type, SP_COL_STRING); /* "2,5" is text here */
+    assert_int_equal(t->cols[0].i64[1], 3);
+    sp_table_free(t);
+    sp_csv_options tab = {.delim = '\t'};
+    t = parse_ok("a\tb\n1\t\"q\tq\"\n", &tab);
+    assert_string_equal(str_at(t, 1, 0), "q\tq");
+    sp_table_free(t);
+    /* a header alone */
+    t = parse_ok("a,b\n", NULL);
+    assert_int_equal(t->nrows, 0);
+    assert_int_equal(t->ncols, 2);
+    sp_table_free(t);
+}
+
+static void schemas_are_enforced(void **state)
+{
+    (void)state;
+    static const sp_col_type types[] = {SP_COL_STRING, SP_COL_INT64, SP_COL_DOUBLE};
+    sp_csv_options o = {.schema = types, .schema_cols = 3};
+    sp_table *t = parse_ok("k,n,x\n007,5,1\n008,6,2.5\n", &o);
+    assert_int_equal(t->cols[0].type, SP_COL_STRING); /* kept as text: leading zeros survive */
+    assert_string_equal(str_at(t, 0, 0), "007");
+    assert_int_equal(t->cols[1].i64[1], 6);
+    assert_true(t->cols[2].f64[0] == 1.0);
+    sp_table_free(t);
+    parse_fails("k,n,x\n007,5,1\n008,6.5,2\n", &o, "line 3, field 2 (column 5): not an int64: 6.5");
+    parse_fails("k,n,x\n007,5,z\n", &o, "line 2, field 3 (column 7): not a double: z");
+    parse_fails("k,n,x\n007,,1\n", &o, "not an int64");
+    sp_csv_options two = {.schema = types, .schema_cols = 2};
+    parse_fails("k,n,x\n1,2,3\n", &two, "the schema gives 2");
+}
+
+static void malformed_input_names_line_and_column(void **state)
+{
+    (void)state;
+    parse_fails("", NULL, "empty file");
+    parse_fails("a,b\n1,2\n3\n", NULL, "line 3: 1 fields, the header has 2");
+    parse_fails("a,b\n1,2,3\n", NULL, "line 2, field 3 (column 5): more fields than the header's");
+    parse_fails("a,b\n1,\"open\n\nstill open\n", NULL, "line 2, field 2 (column 3): unterminated quote");
+    parse_fails("a,b\n\"q\"x,1\n", NULL, "line 2, field 1 (column 4): text after a closing quote");
+    parse_fails("a,b\n1,ab\"c\n", NULL, "line 2, field 2 (column 5): a quote inside an unquoted field");
+    /* line numbers count breaks inside quotes */
+    parse_fails("a,b\n\"x\ny\",1\n2\n", NULL, "line 4: 1 fields");
+    sp_csv_options q = {.delim = '"'};
+    sp_table *t = NULL;
+    t_status(sp_csv_parse("a", 1, &q, "t.csv", &t), SP_ERR_INVALID);
+}
+
+/* ---- under the pool ---- */
+
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    fputs(text, fp);
+    fclose(fp);
+    return path;
+}
+
+static void check_hour(const sp_table *t, int hour)
+{
+    assert_int_equal(t->nrows, 60);
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    assert_int_equal(t->cols[2].type, SP_COL_DOUBLE);
+    assert_int_equal(t->cols[1].type, SP_COL_STRING);
+    for (int m = 0; m < 60; m++) {
+        assert_int_equal(t->cols[0].i64[m], m);
+        assert_true(t->cols[2].f64[m] == hour + m / 4.0);
+    }
+    assert_string_equal(t->cols[1].dict[t->cols[1].codes[5]], (hour % 2) ? "north" : "south");
+}
+
+static char *hour_csv(int hour)
+{
+    char *s = malloc(4096), *p = s;
+    p += sprintf(p, "minute,station,temp\n");
+    for (int m = 0; m < 60; m++) p += sprintf(p, "%d,%s,%g\n", m, (hour % 2) ? "north" : "south", hour + m / 4.0);
+    return s;
+}
+
+static void loader_under_the_pool(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir();
+    sp_pool *p = t_pool(dir, 3200, 1 << 20, SP_POLICY_LRU); /* two tables of about 1.4 KB */
+    sp_ref r[4];
+    char *paths[4];
+    for (int h = 0; h < 4; h++) {
+        char name[32], *text = hour_csv(h);
+        snprintf(name, sizeof name, "%02d.csv", h);
+        paths[h] = write_file(dir, name, text);
+        free(text);
+        sp_lazy_options o = {.cache_parsed = h == 3};
+        t_ok(sp_put_lazy(p, paths[h], &sp_csv_type, &o, &r[h]));
+    }
+    for (int round = 0; round < 2; round++)
+        for (int h = 0; h < 4; h++) {
+            const void *o;
+            t_ok(sp_pin_read(p, r[h], &o));
+            check_hour(o, h);
+            t_ok(sp_unpin(p, r[h]));
+        }
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_true(s.clean_drops >= 4);
+    assert_int_equal(s.lazy_loads, 7); /* hour 3 came back from its cached binary form */
+    assert_int_equal(s.files_written, 1);
+    /* a changed table is written in binary form and read back without parsing */
+    void *w;
+    t_ok(sp_pin(p, r[0], &w));
+    sp_table *t = w;
+    t->cols[0].i64[0] = 1234;
+    t_ok(sp_unpin(p, r[0]));
+    for (int h = 1; h < 4; h++) {
+        const void *o;
+        t_ok(sp_pin_read(p, r[h], &o));
+        t_ok(sp_unpin(p, r[h]));
+    }
+    const void *o;
+    t_ok(sp_pin_read(p, r[0], &o));
+    assert_int_equal(((const sp_table *)o)->cols[0].i64[0], 1234);
+    assert_string_equal(((const sp_table *)o)->cols[1].dict[0], "south");
+    t_ok(sp_unpin(p, r[0]));
+    /* malformed and empty files fail for that object only */
+    char *bad = write_file(dir, "bad.csv", "a,b\n1,2\n3\n"), *empty = write_file(dir, "empty.csv", "");
+    sp_ref rb, re;
+    t_ok(sp_put_lazy(p, bad, &sp_csv_type, NULL, &rb));
+    t_ok(sp_put_lazy(p, empty, &sp_csv_type, NULL, &re));
+    t_status(sp_pin_read(p, rb, &o), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "bad.csv"));
+    assert_non_null(strstr(sp_last_error(), "line 3"));
+    t_status(sp_pin_read(p, re, &o), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "empty file"));
+    t_ok(sp_pin_read(p, r[1], &o));
+    check_hour(o, 1);
+    t_ok(sp_unpin(p, r[1]));
+    /* a loader with options: semicolons and a schema */
+    static const sp_col_type types[] = {SP_COL_STRING, SP_COL_DOUBLE};
+    sp_csv_options opt = {.delim = ';', .schema = types, .schema_cols = 2};
+    sp_type semi;
+    sp_csv_loader(&opt, &semi);
+    char *sc = write_file(dir, "semi.csv", "k;v\n01;2\n02;3.5\n");
+    sp_ref rs;
+    t_ok(sp_put_lazy(p, sc, &semi, NULL, &rs));
+    t_ok(sp_pin_read(p, rs, &o));
+    assert_string_equal(((const sp_table *)o)->cols[0].dict[0], "01");
+    assert_true(((const sp_table *)o)->cols[1].f64[1] == 3.5);
+    t_ok(sp_unpin(p, rs));
+    for (int h = 0; h < 4; h++) t_ok(sp_release(p, r[h]));
+    t_ok(sp_release(p, rb));
+    t_ok(sp_release(p, re));
+    t_ok(sp_release(p, rs));
+    t_ok(sp_pool_close(p));
+    for (int h = 0; h < 4; h++) free(paths[h]);
+    free(bad);
+    free(empty);
+    free(sc);
+    t_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(types_are_inferred),
+        cmocka_unit_test(rfc4180_quoting),
+        cmocka_unit_test(schemas_are_enforced),
+        cmocka_unit_test(malformed_input_names_line_and_column),
+        cmocka_unit_test(loader_under_the_pool),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
