@@ -43,7 +43,7 @@ test-tsan: deps
 # libFuzzer over the spill-file decoder, from a corpus of real spill files.
 test-fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_SANITIZE=address -DSP_FUZZ=ON -DSP_BUILD_TESTS=OFF
-	cmake --build build-fuzz -j $(JOBS) --target fuzz_frame make_corpus
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_frame make_corpus fuzz_csv
 	cd build-fuzz && ctest --output-on-failure -L fuzz
 
 # The plain run last, so its summary closes the output.

@@ -48,10 +48,18 @@ typedef struct sp_parser {
     size_t scratch_cap;
 } sp_parser;
 
-static sp_status sp_at(const sp_parser *ps, size_t pos, uint32_t field, sp_status st, const char *fmt, const char *a)
+/* An error at a place: val (vlen bytes, not NUL-terminated) is the value, or NULL. */
+static sp_status sp_at_value(const sp_parser *ps, size_t pos, uint32_t field, sp_status st, const char *msg,
+                             const char *val, size_t vlen)
 {
-    return sp__fail(st, "%s: line %llu, field %u (column %zu): %s%s", ps->what, (unsigned long long)ps->line,
-                    field + 1, pos - ps->line_start + 1, fmt, a ? a : "");
+    int n = vlen > 40 ? 40 : (int)vlen;
+    return sp__fail(st, "%s: line %llu, field %u (column %zu): %s%.*s%s", ps->what, (unsigned long long)ps->line,
+                    field + 1, pos - ps->line_start + 1, msg, val ? n : 0, val ? val : "", vlen > 40 ? "..." : "");
+}
+
+static sp_status sp_at(const sp_parser *ps, size_t pos, uint32_t field, sp_status st, const char *msg, const char *a)
+{
+    return sp_at_value(ps, pos, field, st, msg, a, a ? strlen(a) : 0);
 }
 
 static uint32_t sp_dict_find(sp_dict *d, const char *s, uint32_t n, uint64_t h)
@@ -169,10 +177,10 @@ static int sp_parse_f64(const char *s, size_t n, double *out)
         } else if (c == '.' && !dot) dot = 1;
         else break;
     }
-    if (i == n && (digits || (n > (size_t)neg + (size_t)dot))) {
+    if (i == n && frac <= 22 && (digits || n > (size_t)neg + (size_t)dot)) {
         double v = (double)m / sp_pow10[frac];
         *out = neg ? -v : v;
-        return frac <= 22;
+        return 1;
     }
     char tmp[64];
     if (n == 0 || n >= sizeof tmp) return 0;
@@ -213,7 +221,7 @@ static int sp_store(sp_parser *ps, uint32_t c, const char *s, size_t n, size_t p
             return 1;
         }
         if (b->fixed) {
-            *st = sp_at(ps, pos, c, SP_ERR_CORRUPT, "not an int64: ", n < 40 ? s : "(long value)");
+            *st = sp_at_value(ps, pos, c, SP_ERR_CORRUPT, "not an int64: ", s, n);
             return -1;
         }
         double d;
@@ -238,7 +246,7 @@ static int sp_store(sp_parser *ps, uint32_t c, const char *s, size_t n, size_t p
             return 1;
         }
         if (b->fixed) {
-            *st = sp_at(ps, pos, c, SP_ERR_CORRUPT, "not a double: ", n < 40 ? s : "(long value)");
+            *st = sp_at_value(ps, pos, c, SP_ERR_CORRUPT, "not a double: ", s, n);
             return -1;
         }
         return 0;
@@ -255,6 +263,18 @@ static int sp_store(sp_parser *ps, uint32_t c, const char *s, size_t n, size_t p
 }
 
 /* ---- scanning ---- */
+
+static sp_status sp_scratch_room(sp_parser *ps, size_t need)
+{
+    if (need <= ps->scratch_cap) return SP_OK;
+    size_t c = ps->scratch_cap ? ps->scratch_cap : 256;
+    while (c < need) c *= 2;
+    char *sc = sp__realloc(ps->scratch, c);
+    SP_RETURN_IF(!sc, SP_ERR_NOMEM, "%s: out of memory", ps->what);
+    ps->scratch = sc;
+    ps->scratch_cap = c;
+    return SP_OK;
+}
 
 /* One field starting at *p: its text (in place, or unquoted into scratch) and
  * what ends it: the delimiter, a line break or the end. */
@@ -287,16 +307,11 @@ static sp_status sp_field(sp_parser *ps, size_t *p, uint32_t field, const char *
                 ps->line++;
                 ps->line_start = i + 1;
             }
-            if (k + 1 >= ps->scratch_cap) {
-                size_t c = ps->scratch_cap ? ps->scratch_cap * 2 : 256;
-                char *sc = sp__realloc(ps->scratch, c);
-                SP_RETURN_IF(!sc, SP_ERR_NOMEM, "%s: out of memory", ps->what);
-                ps->scratch = sc;
-                ps->scratch_cap = c;
-            }
+            SP_FORWARD(sp_scratch_room(ps, k + 2));
             ps->scratch[k++] = ch;
             i++;
         }
+        SP_FORWARD(sp_scratch_room(ps, k + 1)); /* an empty "" too */
         ps->scratch[k] = '\0';
         *s = ps->scratch;
         *n = k;
@@ -459,7 +474,10 @@ sp_status sp_csv_parse(const char *buf, size_t len, const sp_csv_options *opt, c
     char **names = NULL;
     size_t start = 0;
     sp_status st = sp_header(&ps, opt && opt->no_header, &start, &names);
-    if (st != SP_OK) return st;
+    if (st != SP_OK) {
+        sp__free(ps.scratch);
+        return st;
+    }
     uint64_t first_line = ps.line; /* where the records start */
     size_t first_line_start = ps.line_start;
     /* Records are at most the line breaks left + 1: size the columns once (memchr runs
