@@ -90,6 +90,11 @@ static void rfc4180_quoting(void **state)
     t = parse_ok("a\tb\n1\t\"q\tq\"\n", &tab);
     assert_string_equal(str_at(t, 1, 0), "q\tq");
     sp_table_free(t);
+    /* found by fuzzing: an empty quoted field, and many zeros after the point */
+    t = parse_ok("a,b\n\"\",0.00000000000000000000001435\nx,1\n", NULL);
+    assert_string_equal(str_at(t, 0, 0), "");
+    assert_true(t->cols[1].f64[0] == 1.435e-23);
+    sp_table_free(t);
     /* a header alone */
     t = parse_ok("a,b\n", NULL);
     assert_int_equal(t->nrows, 0);
@@ -111,6 +116,11 @@ static void schemas_are_enforced(void **state)
     parse_fails("k,n,x\n007,5,1\n008,6.5,2\n", &o, "line 3, field 2 (column 5): not an int64: 6.5");
     parse_fails("k,n,x\n007,5,z\n", &o, "line 2, field 3 (column 7): not a double: z");
     parse_fails("k,n,x\n007,,1\n", &o, "not an int64");
+    /* the bad value is quoted exactly, not read past its end (found by fuzzing) */
+    sp_table *bad = NULL;
+    t_status(sp_csv_parse("k,n,x\n1,2x,3\n", 13, &o, "t.csv", &bad), SP_ERR_CORRUPT);
+    const char *e = sp_last_error();
+    assert_string_equal(e + strlen(e) - 4, ": 2x");
     sp_csv_options two = {.schema = types, .schema_cols = 2};
     parse_fails("k,n,x\n1,2,3\n", &two, "the schema gives 2");
 }
