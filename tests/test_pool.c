@@ -381,6 +381,40 @@ static void null_arguments_are_invalid(void **state)
     t_ok(sp_pool_close(NULL));
 }
 
+/* A read-only pin keeps the spill file as a copy: evicting the object again writes
+ * nothing; a mutable pin ends that. */
+static void read_pins_keep_a_clean_copy(void **state)
+{
+    fix *f = *state;
+    sp_ref a = t_put(f->p, 600, 1), b = t_put(f->p, 600, 2); /* a spilled */
+    const void *o;
+    t_ok(sp_pin_read(f->p, a, &o)); /* b spilled to make room; a's file stays */
+    t_ok(sp_unpin(f->p, a));
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 2);
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.files_written, 2);
+    assert_int_equal(s.disk_used, t_dir_bytes(sp_pool_session_dir(f->p))); /* the copy counts */
+    t_ok(sp_pin_read(f->p, b, &o)); /* a goes: a clean copy, dropped */
+    t_ok(sp_unpin(f->p, b));
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.files_written, 2);
+    assert_int_equal(s.clean_drops, 1);
+    t_check(f->p, a, 600, 1); /* a mutable pin: a's file goes, b is dropped (clean) */
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.files_written, 2);
+    assert_int_equal(s.clean_drops, 2);
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 1); /* b's */
+    t_check(f->p, b, 600, 2); /* a changed (maybe): written again */
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.files_written, 3);
+    t_ok(sp_release(f->p, a));
+    t_ok(sp_release(f->p, b));
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.disk_used, 0);
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
+}
+
 /* A freed big buffer is handed to the next allocation of its size: no fresh pages
  * (and their faults) for a restore that follows a spill. */
 static void big_buffers_are_recycled(void **state)
@@ -426,6 +460,7 @@ int main(void)
         T(retained_object_restored_keeps_its_file),
         T(printing_shows_bounds_policy_and_counters),
         T(null_arguments_are_invalid),
+        T(read_pins_keep_a_clean_copy),
         cmocka_unit_test(big_buffers_are_recycled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,11 @@
  * encode/decode/free, so independent objects spill and restore in parallel.
  *
  * Placement: an object lives either in memory or on disk (its spill file), not
- * both; a retained object that was restored keeps its file as well. When a put or
+ * both, with two exceptions that are copies, not second homes: a retained object
+ * that was restored keeps its file, and an object restored by sp_pin_read keeps its
+ * file until it is pinned with sp_pin (it may then change) or released. Evicting an
+ * object whose file is a current copy writes nothing. Files count against the disk
+ * bound as long as they exist. When a put or
  * a restore would pass the memory bound, the policy picks unpinned in-memory
  * objects and writes them to disk until the new bytes fit. A pinned object is never
  * chosen. Choosing a victim, touching an object and moving it are O(1).
@@ -164,7 +168,8 @@ sp_status sp_put(sp_pool *pool, void *obj, const sp_type *type, const sp_put_opt
  * error the object stays where it was; nothing partial is ever returned. */
 sp_status sp_pin(sp_pool *pool, sp_ref ref, void **obj);
 /* Pin for reading only: the same as sp_pin, but the caller promises not to change
- * the object, so a registered source stays clean (its eviction costs no write). */
+ * the object, so its spill file (or registered source) stays a valid copy and its
+ * next eviction costs no write. */
 sp_status sp_pin_read(sp_pool *pool, sp_ref ref, const void **obj);
 /* Errors: SP_ERR_BAD_REF, SP_ERR_NOT_PINNED. */
 sp_status sp_unpin(sp_pool *pool, sp_ref ref);
@@ -236,8 +241,9 @@ typedef struct sp_stats {
      * that reached the disk after them (headers included). */
     uint64_t bytes_before_filters, bytes_after_filters;
     double compression_ratio; /* before / after; 0 if nothing written */
-    /* Registered sources: loads run (each opens the file once), and evictions of clean
-     * loaded objects that were dropped without a write (also counted in evictions). */
+    /* Registered sources: loads run (each opens the file once); and evictions that
+     * wrote nothing because the object was a clean copy of its spill file or source
+     * (also counted in evictions). */
     uint64_t lazy_loads, clean_drops;
     /* Per filter (by canonical name, over every chain used; the first 8 names): frames
      * run, frames it skipped (compression that did not pay), bytes in and out, time. */

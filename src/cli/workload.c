@@ -87,8 +87,8 @@ sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r)
     double t1 = sp_now();
     uint64_t sum = 0;
     for (uint32_t i = 0; i < made && st == SP_OK; i++) {
-        void *obj;
-        st = sp_pin(pool, refs[i], &obj);
+        const void *obj; /* read only: a partition read back keeps its file, so evicting it again is free */
+        st = sp_pin_read(pool, refs[i], &obj);
         if (st != SP_OK) break;
         const sp_bytes *b = obj;
         const uint32_t *a = (const uint32_t *)(const void *)b->data;

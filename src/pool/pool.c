@@ -223,8 +223,8 @@ static void sp_flusher_poke(sp_pool *p)
  * back in memory, unchanged. */
 static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
 {
-    if (v->lazy && !v->dirty && !v->src_cache && !v->has_file) {
-        /* Clean, and its source is still on disk: drop it, nothing to write. */
+    if (!v->dirty && (v->has_file || (v->lazy && !v->src_cache))) {
+        /* A clean copy of its spill file or of its source: drop it, nothing to write. */
         pthread_mutex_unlock(&p->lock);
         v->type->free(v->data);
         pthread_mutex_lock(&p->lock);
@@ -252,6 +252,7 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         v->data = NULL;
         v->state = SP_ST_DISK;
         v->has_file = 1;
+        v->dirty = 0; /* the file is its copy now */
         v->disk_bytes = stored;
         v->enc_len = enc;
         p->mem_used -= v->size;
@@ -618,7 +619,8 @@ sp_status sp_pool_close(sp_pool *p)
      * leaves everything in place. */
     for (uint32_t i = 0; i < p->nslots; i++) {
         sp_obj *o = p->slots[i].obj;
-        if (!o || !o->retain || o->state != SP_ST_MEM) continue;
+        /* retained objects in memory get their file, unless it is a clean copy */
+        if (!o || !o->retain || o->state != SP_ST_MEM || (o->has_file && !o->dirty)) continue;
         uint64_t stored, enc, old = o->has_file ? o->disk_bytes : 0;
         sp_status st = sp_write_object(p, o, &stored, &enc);
         if (st != SP_OK) {
@@ -808,7 +810,7 @@ static sp_status sp_charge_loaded(sp_pool *p, sp_obj *o, void *data, uint64_t re
     return SP_OK;
 }
 
-static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
+static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
 {
     o->state = SP_ST_RESTORING;
     int from_source = o->lazy && !o->has_file; /* else its spill file */
@@ -829,10 +831,11 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out)
         st = sp__source_load(o->source, o->serial, o->type, &o->stamp, o->src_known, o->src_reload, &data);
     else st = sp_read_object(p, o, &data);
     int removed = 0;
-    if (st == SP_OK && !o->retain && !from_source) {
-        /* Exclusive tiers: the file goes once the object is back in memory. It is
-         * removed before the state is published, so a later spill under the same
-         * name can never be deleted by this. */
+    if (st == SP_OK && !o->retain && !from_source && mutable) {
+        /* Exclusive tiers: the file goes once the object is back in memory (a pin
+         * for reading keeps it as a clean copy instead). It is removed before the
+         * state is published, so a later spill under the same name can never be
+         * deleted by this. */
         char name[SP_NAME_CAP];
         sp_place place;
         sp_obj_name(p, o, name, &place);
@@ -884,7 +887,7 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
             st = sp_bad_ref(ref);
             break;
         }
-        if (mutable) o->dirty = 1; /* it may change: its source is no longer its copy */
+        if (mutable) o->dirty = 1; /* it may change: a file or source is no longer its copy */
         if (o->state == SP_ST_MEM) {
             if (o->pins++ == 0) {
                 sp_list_remove(o);
@@ -896,7 +899,7 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
             break;
         }
         if (o->state == SP_ST_DISK) {
-            st = sp_restore(p, o, out);
+            st = sp_restore(p, o, out, mutable);
             break;
         }
         pthread_cond_wait(&p->io_cv, &p->lock); /* someone else's I/O on it */
@@ -976,7 +979,7 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
         return sp__fail(SP_ERR_BUSY, "release of object %llu: its last reference, but it is pinned %u time(s)",
                         (unsigned long long)o->serial, o->pins);
     }
-    if (o->retain && o->state == SP_ST_MEM) {
+    if (o->retain && o->state == SP_ST_MEM && !(o->has_file && !o->dirty)) {
         /* Its file must outlive the release: write it; on failure nothing changes. */
         sp_list_remove(o);
         o->state = SP_ST_SPILLING;
