@@ -80,18 +80,16 @@ void sp_stats_fprint(const sp_stats *sp, FILE *f)
             "spillpool(policy=%s)\n"
             "  memory: %s used of %s (%llu objects, %llu pinned)\n"
             "  disk:   %s used of %s (%llu objects)\n"
-            "  hits %llu, misses %llu, evictions %llu, failed spills %llu\n"
+            "  hits %llu, misses %llu, evictions %llu (%llu of clean copies, not written), failed spills %llu\n"
             "  spilled %s in %.3f s (%.1f MB/s), restored %s in %.3f s (%.1f MB/s)\n",
             sp_policy_name(s.policy), sp_format_size(s.memory_used, a, sizeof a),
             sp_format_size(s.memory_bound, b, sizeof b), (unsigned long long)s.objects_in_memory,
             (unsigned long long)s.objects_pinned, sp_format_size(s.disk_used, c, sizeof c),
             sp_format_size(s.disk_bound, d, sizeof d), (unsigned long long)s.objects_on_disk,
             (unsigned long long)s.hits, (unsigned long long)s.misses, (unsigned long long)s.evictions,
-            (unsigned long long)s.spill_failures, sp_format_size(s.bytes_spilled, e, sizeof e), s.spill_seconds,
+            (unsigned long long)s.clean_drops, (unsigned long long)s.spill_failures, sp_format_size(s.bytes_spilled, e, sizeof e), s.spill_seconds,
             s.spill_mb_s, sp_format_size(s.bytes_restored, g, sizeof g), s.restore_seconds, s.restore_mb_s);
-    if (s.lazy_loads)
-        fprintf(f, "  sources: %llu loads, %llu clean drops\n", (unsigned long long)s.lazy_loads,
-                (unsigned long long)s.clean_drops);
+    if (s.lazy_loads) fprintf(f, "  registered sources: %llu loads\n", (unsigned long long)s.lazy_loads);
     if (s.n_filters == 0) return;
     fprintf(f, "  filters: %s before, %s after (ratio %.2f)\n", sp_format_size(s.bytes_before_filters, a, sizeof a),
             sp_format_size(s.bytes_after_filters, b, sizeof b), s.compression_ratio);
