@@ -46,6 +46,7 @@ typedef struct sp_parser {
     size_t line_start;
     char *scratch; /* an unquoted copy of a quoted field */
     size_t scratch_cap;
+    unsigned char stop[256]; /* bytes that end an unquoted field's scan: delimiter, \n, " */
 } sp_parser;
 
 /* An error at a place: val (vlen bytes, not NUL-terminated) is the value, or NULL. */
@@ -307,7 +308,7 @@ static sp_status sp_field(sp_parser *ps, size_t *p, uint32_t field, const char *
                 ps->line++;
                 ps->line_start = i + 1;
             }
-            SP_FORWARD(sp_scratch_room(ps, k + 2));
+            if (k + 2 > ps->scratch_cap) SP_FORWARD(sp_scratch_room(ps, k + 2));
             ps->scratch[k++] = ch;
             i++;
         }
@@ -319,12 +320,10 @@ static sp_status sp_field(sp_parser *ps, size_t *p, uint32_t field, const char *
             return sp_at(ps, i, field, SP_ERR_CORRUPT, "text after a closing quote", NULL);
     } else {
         size_t start = i;
-        while (i < len) {
-            char ch = buf[i];
-            if (ch == delim || ch == '\n') break;
-            if (ch == '"') return sp_at(ps, i, field, SP_ERR_CORRUPT, "a quote inside an unquoted field", NULL);
-            i++;
-        }
+        const unsigned char *stop = ps->stop;
+        while (i < len && !stop[(unsigned char)buf[i]]) i++; /* the common case: plain bytes */
+        if (i < len && buf[i] == '"')
+            return sp_at(ps, i, field, SP_ERR_CORRUPT, "a quote inside an unquoted field", NULL);
         size_t e = i;
         if (e > start && buf[e - 1] == '\r' && (e == len || buf[e] == '\n')) e--;
         *s = buf + start;
@@ -468,6 +467,7 @@ sp_status sp_csv_parse(const char *buf, size_t len, const sp_csv_options *opt, c
     sp_parser ps = {.buf = buf, .len = len, .what = what, .delim = opt && opt->delim ? opt->delim : ',', .line = 1};
     SP_RETURN_IF(ps.delim == '"' || ps.delim == '\n' || ps.delim == '\r', SP_ERR_INVALID,
                  "%s: the delimiter cannot be a quote or a line break", what);
+    ps.stop[(unsigned char)ps.delim] = ps.stop['\n'] = ps.stop['"'] = 1;
     /* A trailing line break ends the last record; it does not start an empty one. */
     if (ps.len && buf[ps.len - 1] == '\n') ps.len--;
     if (ps.len && buf[ps.len - 1] == '\r') ps.len--;
