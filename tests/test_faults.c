@@ -155,24 +155,6 @@ static sp_ref spill_one(fix *f, char *path, sp_ref *other)
     return a;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    unsigned char *buf = malloc(1 << 16);
-    *len = fread(buf, 1, 1 << 16, fp);
-    fclose(fp);
-    return buf;
-}
-
-static void spew(const char *path, const unsigned char *buf, size_t len)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(buf, 1, len, fp), len);
-    fclose(fp);
-}
-
 static void missing_spill_file_is_not_found_and_pool_stays_usable(void **state)
 {
     fix *f = *state;
@@ -200,16 +182,16 @@ static void truncated_spill_file_is_corrupt_and_object_kept(void **state)
     char path[512];
     sp_ref other, a = spill_one(f, path, &other);
     size_t len;
-    unsigned char *orig = slurp(path, &len);
+    unsigned char *orig = t_slurp(path, &len);
     size_t cuts[] = {0, 10, 31, 32, 40, 56, 300, len - 24, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        spew(path, orig, cuts[i]);
+        t_spew(path, orig, cuts[i]);
         void *o;
         t_status(sp_pin(f->p, a, &o), SP_ERR_CORRUPT);
         assert_non_null(strstr(sp_last_error(), path));
         assert_int_equal(t_tier(f->p, a), SP_TIER_DISK);
     }
-    spew(path, orig, len); /* put back: the object was never lost */
+    t_spew(path, orig, len); /* put back: the object was never lost */
     t_check(f->p, a, 600, 1);
     free(orig);
     t_ok(sp_release(f->p, a));
@@ -222,12 +204,12 @@ static void every_single_bit_flip_is_detected(void **state)
     char path[512];
     sp_ref other, a = spill_one(f, path, &other);
     size_t len;
-    unsigned char *orig = slurp(path, &len);
+    unsigned char *orig = t_slurp(path, &len);
     assert_int_equal(len, 48 + 24 + 600 + 24); /* header with its file id, frame, end */
     for (size_t i = 0; i < len; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
             orig[i] ^= (unsigned char)(1u << bit);
-            spew(path, orig, len);
+            t_spew(path, orig, len);
             orig[i] ^= (unsigned char)(1u << bit);
             void *o;
             sp_status st = sp_pin(f->p, a, &o);
@@ -236,10 +218,10 @@ static void every_single_bit_flip_is_detected(void **state)
         }
     }
     orig[len] = 0;
-    spew(path, orig, len + 1); /* one stray byte at the end */
+    t_spew(path, orig, len + 1); /* one stray byte at the end */
     void *o;
     t_status(sp_pin(f->p, a, &o), SP_ERR_CORRUPT);
-    spew(path, orig, len);
+    t_spew(path, orig, len);
     t_check(f->p, a, 600, 1);
     free(orig);
     t_ok(sp_release(f->p, a));

@@ -81,12 +81,7 @@ typedef struct {
 static sp_pool *open_pool(const char *dir, uint64_t mem, uint64_t disk, const char *filters, const unsigned char *key)
 {
     sp_config c;
-    sp_config_default(&c);
-    c.memory_bound = mem;
-    c.disk_bound = disk;
-    c.dir = dir;
-    c.spill_ahead = 0;
-    c.policy = SP_POLICY_LRU;
+    t_config(&c, dir, mem, disk, SP_POLICY_LRU);
     c.filters = filters;
     c.key = key;
     sp_pool *p = NULL;
@@ -112,28 +107,6 @@ static int teardown(void **state)
     free(f->keyfile);
     free(f);
     return 0;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    fclose(fp);
-    *len = (size_t)n;
-    return buf;
-}
-
-static void spew(const char *path, const unsigned char *buf, size_t len)
-{
-    FILE *fp = fopen(path, "wb");
-    assert_non_null(fp);
-    assert_int_equal(fwrite(buf, 1, len, fp), len);
-    fclose(fp);
 }
 
 static void path_of(sp_pool *p, sp_ref r, char *out)
@@ -239,7 +212,7 @@ static void chain_applies_left_to_right(void **state)
     char path[512];
     path_of(f->p, r, path);
     size_t len;
-    unsigned char *file = slurp(path, &len);
+    unsigned char *file = t_slurp(path, &len);
     uint32_t hlen = file[8] | (uint32_t)file[9] << 8 | (uint32_t)file[10] << 16 | (uint32_t)file[11] << 24;
     assert_true(memmem(file, hlen, "add1,xa5", 8) != NULL); /* the file names its chain */
     const unsigned char *payload = file + hlen + 24;
@@ -327,12 +300,12 @@ static void corrupt_every_byte(sp_pool *p, const char *chain, size_t size)
     char path[512];
     path_of(p, r, path);
     size_t len;
-    unsigned char *orig = slurp(path, &len);
+    unsigned char *orig = t_slurp(path, &len);
     static const unsigned char masks[] = {0x01, 0x80, 0xff};
     for (size_t i = 0; i < len; i++)
         for (int m = 0; m < 3; m++) {
             orig[i] ^= masks[m];
-            spew(path, orig, len);
+            t_spew(path, orig, len);
             orig[i] ^= masks[m];
             void *o;
             sp_status st = sp_pin(p, r, &o);
@@ -341,13 +314,13 @@ static void corrupt_every_byte(sp_pool *p, const char *chain, size_t size)
                          sp_last_error());
         }
     for (size_t cut = 0; cut < len; cut += 7) { /* and every truncation */
-        spew(path, orig, cut);
+        t_spew(path, orig, cut);
         void *o;
         sp_status st = sp_pin(p, r, &o);
         if (st != SP_ERR_CORRUPT && st != SP_ERR_AUTH)
             fail_msg("chain %s: cut at %zu of %zu: %s", chain, cut, len, sp_strerror(st));
     }
-    spew(path, orig, len);
+    t_spew(path, orig, len);
     void *o;
     t_ok(sp_pin(p, r, &o)); /* the file restored: the object was never lost */
     assert_memory_equal(((sp_bytes *)o)->data, d->data, d->len);
@@ -465,7 +438,7 @@ static void small_objects_are_stored_plain(void **state)
     char path[512];
     path_of(f->p, r, path);
     size_t len;
-    unsigned char *file = slurp(path, &len);
+    unsigned char *file = t_slurp(path, &len);
     uint32_t hlen = file[8] | (uint32_t)file[9] << 8;
     assert_int_equal(len, hlen + 24 + 20 + 24); /* header, one frame of 20 bytes as is, end */
     uint32_t flags = file[hlen + 8] | (uint32_t)file[hlen + 9] << 8;
@@ -550,7 +523,7 @@ static void key_files_are_checked(void **state)
     snprintf(path, sizeof path, "%s/key", f->dir);
     t_status(open_with_key_file(f->dir, path), SP_ERR_NOT_FOUND);
     assert_non_null(strstr(sp_last_error(), path));
-    spew(path, key1, 32);
+    t_spew(path, key1, 32);
     chmod(path, 0600);
     t_ok(open_with_key_file(f->dir, path));
     chmod(path, 0644);
@@ -559,14 +532,14 @@ static void key_files_are_checked(void **state)
     chmod(path, 0640);
     t_status(open_with_key_file(f->dir, path), SP_ERR_PERMISSION);
     chmod(path, 0600);
-    spew(path, key1, 31);
+    t_spew(path, key1, 31);
     t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
-    spew(path, (const unsigned char *)"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65);
+    t_spew(path, (const unsigned char *)"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65);
     t_ok(open_with_key_file(f->dir, path));
-    spew(path, (const unsigned char *)"0011223344556677zz99aabbccddeeff00112233445566778899aabbccddeeff", 64);
+    t_spew(path, (const unsigned char *)"0011223344556677zz99aabbccddeeff00112233445566778899aabbccddeeff", 64);
     t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
     /* a key from SPILLPOOL_KEY_FILE reads what a key in the API wrote */
-    spew(path, key1, 32);
+    t_spew(path, key1, 32);
     t_ok(sp_pool_set_filters(f->p, "encrypt"));
     sp_ref r = t_put(f->p, 3000, 9);
     push_out(f->p);
@@ -604,20 +577,20 @@ static void error_in_a_parallel_frame_names_it(void **state)
         char path[512];
         path_of(f->p, r, path);
         size_t len;
-        unsigned char *file = slurp(path, &len);
+        unsigned char *file = t_slurp(path, &len);
         /* Walk to frame 2 and change a byte in the middle of its payload. */
         size_t off = file[8] | (size_t)file[9] << 8;
         for (int i = 0; i < 2; i++) off += 24 + (file[off] | (size_t)file[off + 1] << 8 | (size_t)file[off + 2] << 16);
         size_t stored = file[off] | (size_t)file[off + 1] << 8 | (size_t)file[off + 2] << 16;
         file[off + 24 + stored / 2] ^= 0x10;
-        spew(path, file, len);
+        t_spew(path, file, len);
         void *o;
         sp_status st = sp_pin(f->p, r, &o);
         if (st != SP_ERR_AUTH && st != SP_ERR_CORRUPT) fail_msg("chain %s: %s", chains[c], sp_strerror(st));
         assert_non_null(strstr(sp_last_error(), "frame 2"));
         assert_non_null(strstr(sp_last_error(), path));
         file[off + 24 + stored / 2] ^= 0x10;
-        spew(path, file, len);
+        t_spew(path, file, len);
         t_ok(sp_pin(f->p, r, &o));
         assert_memory_equal(((sp_bytes *)o)->data, d->data, d->len);
         t_ok(sp_unpin(f->p, r));
@@ -646,7 +619,7 @@ static void gzip_only_file_reads_with_gzip_d(void **state)
              SP_CLI, f->dir, SP_CLI, f->dir, out);
     assert_int_equal(system(cmd), 0);
     size_t len;
-    unsigned char *got = slurp(out, &len);
+    unsigned char *got = t_slurp(out, &len);
     assert_int_equal(len, d->len);
     assert_memory_equal(got, d->data, len);
     free(got);

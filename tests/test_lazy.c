@@ -184,9 +184,8 @@ static void cache_parsed_spills_instead_of_dropping(void **state)
     free(b);
 }
 
-static void push_out(fix *f, sp_ref keep_out)
+static void push_out(fix *f)
 {
-    (void)keep_out;
     sp_ref filler = t_put(f->p, 1000, 9); /* the whole bound: every other object leaves */
     t_ok(sp_release(f->p, filler));
 }
@@ -200,7 +199,7 @@ static void a_changed_file_is_stale_or_reloaded(void **state)
     t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.reload = 1}, &rr));
     check_read(f->p, r, 300, 1);
     check_read(f->p, rr, 300, 1);
-    push_out(f, r);
+    push_out(f);
     assert_int_equal(t_tier(f->p, r), SP_TIER_DISK);
     usleep(20000);
     free(source(f->dir, "a.bin", 400, 7)); /* rewritten: new size and times */
@@ -217,7 +216,7 @@ static void a_changed_file_is_stale_or_reloaded(void **state)
     /* gone since the last load */
     t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r));
     check_read(f->p, r, 400, 7);
-    push_out(f, r);
+    push_out(f);
     unlink(a);
     t_status(sp_pin_read(f->p, r, &o), SP_ERR_NOT_FOUND);
     t_ok(sp_release(f->p, r));
@@ -267,7 +266,7 @@ static void bad_sources_fail_that_object_only(void **state)
     assert_int_equal(s.objects_pinned, 0);
     if (geteuid() != 0) { /* root reads anything */
         chmod(good, 0);
-        push_out(f, rg);
+        push_out(f);
         t_status(sp_pin_read(f->p, rg, &o), SP_ERR_PERMISSION);
         chmod(good, 0644);
     }

@@ -175,12 +175,7 @@ static void sd_assert_session_name(const char *session, const char *dir, long pi
 static sp_status sd_open(sp_pool **p, const char *dir)
 {
     sp_config c;
-    sp_config_default(&c);
-    c.dir = dir;
-    c.memory_bound = SD_MEM;
-    c.disk_bound = SD_DISK;
-    c.policy = SP_POLICY_LRU;
-    c.spill_ahead = 0;
+    t_config(&c, dir, SD_MEM, SD_DISK, SP_POLICY_LRU);
     *p = NULL;
     return sp_pool_open(p, &c);
 }

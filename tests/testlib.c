@@ -72,15 +72,42 @@ uint64_t t_dir_bytes(const char *dir)
     return b;
 }
 
+unsigned char *t_slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n + 1);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return buf;
+}
+
+void t_spew(const char *path, const unsigned char *buf, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(buf, 1, len, fp), len);
+    fclose(fp);
+}
+
+void t_config(sp_config *c, const char *dir, uint64_t mem, uint64_t disk, sp_policy policy)
+{
+    sp_config_default(c);
+    c->dir = dir;
+    c->memory_bound = mem;
+    c->disk_bound = disk;
+    c->policy = policy;
+    c->spill_ahead = 0;
+}
+
 sp_pool *t_pool(const char *dir, uint64_t mem, uint64_t disk, sp_policy policy)
 {
     sp_config c;
-    sp_config_default(&c);
-    c.dir = dir;
-    c.memory_bound = mem;
-    c.disk_bound = disk;
-    c.policy = policy;
-    c.spill_ahead = 0;
+    t_config(&c, dir, mem, disk, policy);
     sp_pool *p = NULL;
     t_ok(sp_pool_open(&p, &c));
     return p;
@@ -267,11 +294,7 @@ void t_store_fini(t_store *s) { sp_dir_store_close(s->inner); }
 sp_pool *t_pool_on(t_store *s, uint64_t mem, uint64_t disk, sp_policy policy)
 {
     sp_config c;
-    sp_config_default(&c);
-    c.memory_bound = mem;
-    c.disk_bound = disk;
-    c.policy = policy;
-    c.spill_ahead = 0;
+    t_config(&c, NULL, mem, disk, policy);
     c.store = &t_store_methods;
     c.store_ctx = s;
     sp_pool *p = NULL;

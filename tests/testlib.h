@@ -20,6 +20,15 @@ int t_count_files(const char *dir);
 /* Sum of the sizes of regular files directly in dir. */
 uint64_t t_dir_bytes(const char *dir);
 
+/* A whole file (malloc'd, one spare byte after it), and its length. */
+unsigned char *t_slurp(const char *path, size_t *len);
+/* Replace a file's contents with len bytes of buf. */
+void t_spew(const char *path, const unsigned char *buf, size_t len);
+
+/* The configuration the test pools use: dir (NULL with a custom store), the bounds,
+ * the policy, and exact on-demand eviction (no write-back thread). No cmocka inside,
+ * so a forked child may call it. */
+void t_config(sp_config *c, const char *dir, uint64_t mem, uint64_t disk, sp_policy policy);
 /* A pool on dir with exact on-demand eviction (no write-back thread). */
 sp_pool *t_pool(const char *dir, uint64_t mem, uint64_t disk, sp_policy policy);
 
