@@ -6,12 +6,6 @@
 
 #include "workload.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static int run(const sp_config *base, uint64_t bound, uint64_t ahead, const sp_demo_opts *o, sp_demo_result *r,
                sp_stats *s)
 {
@@ -79,9 +73,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    qsort(tu, (size_t)runs, sizeof *tu, cmp_double);
-    qsort(tb, (size_t)runs, sizeof *tb, cmp_double);
-    double mu = tu[runs / 2], mb = tb[runs / 2];
+    double mu = sp_median(tu, (unsigned)runs), mb = sp_median(tb, (unsigned)runs);
     char b1[32], b2[32];
     if (json) {
         printf("{\"parts\":%u,\"rows\":%llu,\"bound\":%llu,\"runs\":%d,\"unbounded_s\":%.4f,\"bounded_s\":%.4f,"

@@ -16,18 +16,7 @@
 
 #include "../common/clock.h"
 #include "bench_csv.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
+#include "workload.h"
 
 static double secs(void) { return (double)sp__now_ns() / 1e9; }
 
@@ -123,10 +112,10 @@ int sp_bench_csv(const sp_bench_csv_opts *o)
         csv_free(&p);
 #endif
     }
-    double wc = median(t_wc, runs), ours = median(t_ours, runs), rd = median(t_read, runs);
+    double wc = sp_median(t_wc, runs), ours = sp_median(t_ours, runs), rd = sp_median(t_read, runs);
     double mb = (double)len / 1e6;
 #ifdef SP_HAVE_LIBCSV
-    double lib = median(t_lib, runs);
+    double lib = sp_median(t_lib, runs);
 #else
     double lib = 0;
 #endif

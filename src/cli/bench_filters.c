@@ -14,18 +14,6 @@ typedef struct {
     sp_demo_result last;
 } row;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static sp_status run_one(const sp_config *base, const char *chain, const unsigned char *key,
                          const sp_demo_opts *o, sp_demo_result *r)
 {
@@ -89,7 +77,7 @@ int sp_bench_filters(const sp_bench_filters_opts *bo)
             }
             rows[i].seconds[k] = rows[i].last.seconds;
         }
-    double base_s = median(rows[0].seconds, runs);
+    double base_s = sp_median(rows[0].seconds, runs);
     double base_disk = (double)rows[0].last.stats.disk_used;
     if (bo->json) putchar('[');
     else
@@ -97,7 +85,7 @@ int sp_bench_filters(const sp_bench_filters_opts *bo)
                "restore MB/s", "seconds", "vs plain");
     for (unsigned i = 0; i < n; i++) {
         const sp_stats *s = &rows[i].last.stats;
-        double sec = median(rows[i].seconds, runs);
+        double sec = sp_median(rows[i].seconds, runs);
         double dratio = base_disk > 0 ? (double)s->disk_used / base_disk : 0;
         const char *name = rows[i].chain[0] ? rows[i].chain : "plain";
         if (bo->json) {

@@ -10,12 +10,7 @@
 
 #include "../common/clock.h"
 #include "bench_lazy.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "workload.h"
 
 /* One hour of readings: a header and a row a minute. */
 static int write_hour(const char *path, unsigned hour)
@@ -110,9 +105,7 @@ int sp_bench_lazy(const sp_bench_lazy_opts *o)
         goto out;
     }
     double cold = single[0]; /* the first run: its slabs were fresh pages */
-    qsort(single, runs, sizeof *single, cmp_double);
-    qsort(batch, runs, sizeof *batch, cmp_double);
-    double ms = single[runs / 2], mb = batch[runs / 2];
+    double ms = sp_median(single, runs), mb = sp_median(batch, runs);
     if (o->json)
         printf("{\"files\":%u,\"ns_per_file\":%.1f,\"ns_per_file_batch\":%.1f,\"ns_per_file_first_run\":%.1f,"
                "\"files_opened\":%llu,\"files_pinned\":%u,\"runs\":%u}\n",

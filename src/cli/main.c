@@ -181,25 +181,42 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+/* "NAME N": 1 taken (i advanced), 0 another option, -1 a bad value (reported). */
+static int parse_uint_opt(int argc, char **argv, int *i, const char *name, uint64_t min, uint64_t max,
+                          unsigned *out)
+{
+    if (strcmp(argv[*i], name) != 0) return 0;
+    uint64_t v;
+    if (parse_u64(name, *i + 1 < argc ? argv[*i + 1] : NULL, min, max, &v)) return -1;
+    *out = (unsigned)v;
+    (*i)++;
+    return 1;
+}
+
+/* --json and --runs K, which every benchmark takes; returns as parse_uint_opt. */
+static int parse_bench_opt(int argc, char **argv, int *i, unsigned runs_max, unsigned *runs, int *json)
+{
+    if (strcmp(argv[*i], "--json") == 0) {
+        *json = 1;
+        return 1;
+    }
+    return parse_uint_opt(argc, argv, i, "--runs", 1, runs_max, runs);
+}
+
+static int unknown_bench_opt(const char *bench, const char *opt)
+{
+    fprintf(stderr, "spillpool bench %s: unknown option '%s'\n", bench, opt);
+    return 2;
+}
+
 static int cmd_bench_lazy(int argc, char **argv)
 {
     sp_bench_lazy_opts o = {.files = 87600, .runs = 5};
     for (int i = 1; i < argc; i++) {
-        uint64_t v;
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--json") == 0) o.json = 1;
-        else if (strcmp(argv[i], "--files") == 0) {
-            if (parse_u64("--files", val, 1, 10000000, &v)) return 2;
-            o.files = (unsigned)v;
-            i++;
-        } else if (strcmp(argv[i], "--runs") == 0) {
-            if (parse_u64("--runs", val, 1, 101, &v)) return 2;
-            o.runs = (unsigned)v;
-            i++;
-        } else {
-            fprintf(stderr, "spillpool bench lazy: unknown option '%s'\n", argv[i]);
-            return 2;
-        }
+        int got = parse_bench_opt(argc, argv, &i, 101, &o.runs, &o.json);
+        if (!got) got = parse_uint_opt(argc, argv, &i, "--files", 1, 10000000, &o.files);
+        if (got < 0) return 2;
+        if (!got) return unknown_bench_opt("lazy", argv[i]);
     }
     return sp_bench_lazy(&o);
 }
@@ -208,21 +225,10 @@ static int cmd_bench_csv(int argc, char **argv)
 {
     sp_bench_csv_opts o = {.mb = 256, .runs = 5};
     for (int i = 1; i < argc; i++) {
-        uint64_t v;
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--json") == 0) o.json = 1;
-        else if (strcmp(argv[i], "--mb") == 0) {
-            if (parse_u64("--mb", val, 1, 65536, &v)) return 2;
-            o.mb = (unsigned)v;
-            i++;
-        } else if (strcmp(argv[i], "--runs") == 0) {
-            if (parse_u64("--runs", val, 1, 101, &v)) return 2;
-            o.runs = (unsigned)v;
-            i++;
-        } else {
-            fprintf(stderr, "spillpool bench csv: unknown option '%s'\n", argv[i]);
-            return 2;
-        }
+        int got = parse_bench_opt(argc, argv, &i, 101, &o.runs, &o.json);
+        if (!got) got = parse_uint_opt(argc, argv, &i, "--mb", 1, 65536, &o.mb);
+        if (got < 0) return 2;
+        if (!got) return unknown_bench_opt("csv", argv[i]);
     }
     return sp_bench_csv(&o);
 }
@@ -243,16 +249,14 @@ static int cmd_bench(int argc, char **argv)
     char *list = NULL;
     for (int i = 1; i < argc; i++) {
         int got = parse_demo_opt(argc, argv, &i, &o.demo);
-        if (got < 0) return 2;
+        if (!got) got = parse_bench_opt(argc, argv, &i, 16, &o.runs, &o.json);
+        if (got < 0) {
+            free(list);
+            return 2;
+        }
         if (got) continue;
-        uint64_t v;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--json") == 0) o.json = 1;
-        else if (strcmp(argv[i], "--runs") == 0) {
-            if (parse_u64("--runs", val, 1, 16, &v)) return 2;
-            o.runs = (unsigned)v;
-            i++;
-        } else if (strcmp(argv[i], "--bound") == 0) {
+        if (strcmp(argv[i], "--bound") == 0) {
             if (!val || sp_parse_size(val, &o.memory_bound) != SP_OK || o.memory_bound == 0) {
                 fprintf(stderr, "spillpool bench filters: --bound '%s': expected a size such as 256MiB\n",
                         val ? val : "");
@@ -277,9 +281,8 @@ static int cmd_bench(int argc, char **argv)
             o.chains = chains;
             i++;
         } else {
-            fprintf(stderr, "spillpool bench filters: unknown option '%s'\n", argv[i]);
             free(list);
-            return 2;
+            return unknown_bench_opt("filters", argv[i]);
         }
     }
     int rc = sp_bench_filters(&o);

@@ -64,6 +64,18 @@ static void sp_dir_usage(const char *dir, uint64_t *bytes, uint64_t *files)
     closedir(d);
 }
 
+static int sp_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double sp_median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof *v, sp_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r)
 {
     memset(r, 0, sizeof *r);

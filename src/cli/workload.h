@@ -26,6 +26,8 @@ typedef struct sp_demo_result {
 extern const char *const sp_demo_strings[4];
 
 void sp_demo_defaults(sp_demo_opts *o);
+/* The median of n timings (sorts v), shared by the benchmarks. */
+double sp_median(double *v, unsigned n);
 /* Run the workload on pool; stats and disk use are taken after the read phase,
  * then every partition is released. */
 sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r);
