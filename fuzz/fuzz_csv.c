@@ -6,40 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem_file.h"
 #include "store/frame.h"
 #include "spillpool/csv.h"
-
-/* A store in memory: what the writer emits, read back by the reader. */
-typedef struct {
-    uint8_t *data;
-    size_t len, cap, pos;
-} mem_file;
-
-static sp_status mem_write(void *file, const void *buf, size_t len)
-{
-    mem_file *f = file;
-    if (f->len + len > f->cap) {
-        size_t c = f->cap ? f->cap : 4096;
-        while (c < f->len + len) c *= 2;
-        uint8_t *d = realloc(f->data, c);
-        if (!d) return SP_ERR_NOMEM;
-        f->data = d;
-        f->cap = c;
-    }
-    memcpy(f->data + f->len, buf, len);
-    f->len += len;
-    return SP_OK;
-}
-
-static sp_status mem_read(void *file, void *buf, size_t len, size_t *got)
-{
-    mem_file *f = file;
-    size_t n = f->len - f->pos < len ? f->len - f->pos : len;
-    memcpy(buf, f->data + f->pos, n);
-    f->pos += n;
-    *got = n;
-    return SP_OK;
-}
 
 static sp_status no_charge(void *ctx, uint64_t n)
 {
@@ -47,8 +16,6 @@ static sp_status no_charge(void *ctx, uint64_t n)
     (void)n;
     return SP_OK;
 }
-
-static const sp_store_methods mem_store = {.version = 1, .write = mem_write, .read = mem_read};
 
 /* Store bytes as a spilled object's stored form (encode(obj) or raw bytes), then
  * decode them as a table. */

@@ -6,22 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem_file.h"
 #include "store/frame.h"
-
-typedef struct {
-    const uint8_t *data;
-    size_t len, pos;
-} mem_file;
-
-static sp_status mem_read(void *file, void *buf, size_t len, size_t *got)
-{
-    mem_file *f = file;
-    size_t n = f->len - f->pos < len ? f->len - f->pos : len;
-    memcpy(buf, f->data + f->pos, n);
-    f->pos += n;
-    *got = n;
-    return SP_OK;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,13 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 4) return 0;
     uint32_t len = (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 | (uint32_t)data[3] << 24;
     len &= (1u << 22) - 1;
-    sp_store_methods m = {.version = 1, .read = mem_read};
-    mem_file f = {data + 4, size - 4, 0};
+    mem_file f = {(uint8_t *)(uintptr_t)(data + 4), size - 4, size - 4, 0};
     sp_reader r;
     void *obj = NULL;
     unsigned char key[32];
     memset(key, 0x42, sizeof key); /* make_corpus's key */
-    sp_status st = sp__reader_begin(&r, &m, &f, f.len, "fuzz", NULL, key);
+    sp_status st = sp__reader_begin(&r, &mem_store, &f, f.len, "fuzz", NULL, key);
     if (st == SP_OK) st = sp_bytes_type.decode(&r, len, &obj);
     if (st == SP_OK) {
         st = sp__reader_finish(&r);
