@@ -90,7 +90,7 @@ static sp_status sp_parse_stage(const char *chain, char *item, const sp_filter_d
             SP_RETURN_IF(!sp__aead_parse(arg, &s->aead), SP_ERR_INVALID,
                          "filter chain \"%s\": unknown cipher \"%s\" (aes256gcm or xchacha20)", chain, arg);
         SP_RETURN_IF(!sp__aead_available(s->aead), SP_ERR_UNSUPPORTED,
-                     "filter chain \"%s\": %s needs a CPU with AES instructions; use encrypt:xchacha20", chain,
+                     "filter chain \"%s\": %s is not available (the crypto libraries did not start)", chain,
                      sp__aead_name(s->aead));
         snprintf(s->name, sizeof s->name, "encrypt:%s", sp__aead_name(s->aead));
     } else {
