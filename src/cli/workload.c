@@ -35,7 +35,7 @@ static uint64_t sp_splitmix(uint64_t *s)
 
 /* Partition i: column a (codes 0..3) then column b (codes 0..255), uint32 each. Each
  * partition has its own stream, so the data does not depend on generation order. */
-static sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i)
+sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i)
 {
     sp_bytes *b = sp_bytes_new(o->rows * 2 * sizeof(uint32_t));
     if (!b) return NULL;

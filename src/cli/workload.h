@@ -26,6 +26,9 @@ typedef struct sp_demo_result {
 extern const char *const sp_demo_strings[4];
 
 void sp_demo_defaults(sp_demo_opts *o);
+/* Partition i of the workload (a function of the options' rows and seed and of i
+ * only), or NULL when out of memory. */
+sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i);
 /* The median of n timings (sorts v), shared by the benchmarks. */
 double sp_median(double *v, unsigned n);
 /* Run the workload on pool; stats and disk use are taken after the read phase,
