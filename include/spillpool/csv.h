@@ -20,30 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "pool.h"
+#include "table.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum sp_col_type { SP_COL_INT64 = 1, SP_COL_DOUBLE = 2, SP_COL_STRING = 3 } sp_col_type;
-
-typedef struct sp_column {
-    char *name;
-    sp_col_type type;
-    int64_t *i64;     /* SP_COL_INT64: nrows values */
-    double *f64;      /* SP_COL_DOUBLE */
-    uint32_t *codes;  /* SP_COL_STRING: nrows codes into dict */
-    uint32_t ndict;   /* distinct strings */
-    char **dict;      /* dict[code]: NUL-terminated */
-    uint32_t *dict_len;
-} sp_column;
-
-typedef struct sp_table {
-    uint32_t ncols;
-    uint64_t nrows;
-    sp_column *cols;
-    size_t bytes; /* memory held, charged by the pool */
-} sp_table;
 
 typedef struct sp_csv_options {
     char delim;                /* 0: ',' */
@@ -57,9 +38,6 @@ typedef struct sp_csv_options {
  * line, field and column, SP_ERR_NOMEM. */
 sp_status sp_csv_parse(const char *buf, size_t len, const sp_csv_options *opt, const char *what,
                        sp_table **out);
-void sp_table_free(sp_table *t);
-/* The index of the column called name, or -1. */
-int sp_table_column(const sp_table *t, const char *name);
 
 /* A loader for sp_put_lazy (and a type for sp_put): decode parses CSV from a source,
  * or reads back the binary columns that encode wrote when the table was spilled.

@@ -6,5 +6,6 @@
 #include "pool.h"
 #include "filter.h"
 #include "csv.h"
+#include "dag.h"
 #define SPILLPOOL_VERSION "0.1.0"
 #endif

@@ -27,7 +27,8 @@ typedef enum sp_status {
     SP_ERR_PERMISSION = 12,  /* a file or directory has the wrong owner or mode, or EACCES */
     SP_ERR_UNSUPPORTED = 13, /* the request names a feature this build or store lacks */
     SP_ERR_AUTH = 14,        /* decryption failed: a wrong key, or encrypted data was altered */
-    SP_ERR_STALE = 15        /* a registered source file changed since it was loaded */
+    SP_ERR_STALE = 15,       /* a registered source file changed since it was loaded */
+    SP_ERR_CANCELLED = 16    /* the task was cancelled before it ran */
 } sp_status;
 
 /* The name of a code, e.g. "disk bound reached". Never NULL. */

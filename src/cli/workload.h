@@ -20,6 +20,11 @@ typedef struct sp_demo_result {
     uint64_t session_bytes;     /* what `du` would say of the session directory */
     uint64_t session_files;
     sp_stats stats;             /* the pool after the read phase, before release */
+    /* The table form (sp_demo_table_run) only: */
+    uint64_t groups_a[4];       /* the group-by count over a, per value */
+    double group_seconds;       /* generate + group-by (put_seconds is the same) */
+    sp_dag_stats dag;
+    uint64_t peak_rss;          /* the process's peak resident bytes so far */
 } sp_demo_result;
 
 /* Column a's dictionary (the article's strings). */
@@ -34,5 +39,13 @@ double sp_median(double *v, unsigned n);
 /* Run the workload on pool; stats and disk use are taken after the read phase,
  * then every partition is released. */
 sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r);
+/* The same data through the table layer, as the article runs it: a table generated
+ * in `parts` partitions by tasks on a dag (readahead as in sp_dag_options), a
+ * group-by count over a, then every partition fetched in order (iterated, with
+ * read-ahead unless readahead is -1u) and checksummed. The checksum and counts_a
+ * equal sp_demo_run's. */
+sp_status sp_demo_table_run(sp_pool *pool, const sp_demo_opts *o, unsigned readahead, sp_demo_result *r);
+/* Peak resident set of this process, in bytes. */
+uint64_t sp_peak_rss(void);
 
 #endif

@@ -28,6 +28,7 @@ const char *sp_strerror(sp_status st)
     case SP_ERR_UNSUPPORTED: return "unsupported";
     case SP_ERR_AUTH: return "authentication failed";
     case SP_ERR_STALE: return "source file changed";
+    case SP_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

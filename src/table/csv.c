@@ -351,30 +351,6 @@ static void sp_builds_free(sp_build *b, uint32_t n)
     sp__free(b);
 }
 
-void sp_table_free(sp_table *t)
-{
-    if (!t) return;
-    for (uint32_t c = 0; c < t->ncols; c++) {
-        sp_column *col = &t->cols[c];
-        sp__free(col->name);
-        sp__free(col->i64);
-        sp__free(col->f64);
-        sp__free(col->codes);
-        if (col->dict) sp__free(col->dict[0] ? col->dict[0] : NULL); /* the blob */
-        sp__free(col->dict);
-        sp__free(col->dict_len);
-    }
-    sp__free(t->cols);
-    sp__free(t);
-}
-
-int sp_table_column(const sp_table *t, const char *name)
-{
-    for (uint32_t c = 0; t && c < t->ncols; c++)
-        if (strcmp(t->cols[c].name, name) == 0) return (int)c;
-    return -1;
-}
-
 /* Parse the header (or count the first record's fields) into names. */
 static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***names)
 {

@@ -1,0 +1,180 @@
+/* In-memory tables: creation, dictionaries, value access, freeing (see table.h). */
+#include <math.h>
+#include <string.h>
+
+#include "../common/alloc.h"
+#include "table_internal.h"
+
+const char *sp_col_type_name(sp_col_type t)
+{
+    switch (t) {
+    case SP_COL_INT64: return "int64";
+    case SP_COL_DOUBLE: return "double";
+    case SP_COL_STRING: return "string";
+    case SP_COL_UINT8: return "uint8";
+    }
+    return "unknown";
+}
+
+void sp_table_free(sp_table *t)
+{
+    if (!t) return;
+    for (uint32_t c = 0; c < t->ncols; c++) {
+        sp_column *col = &t->cols[c];
+        sp__free(col->name);
+        sp__free(col->i64);
+        sp__free(col->f64);
+        sp__free(col->u8);
+        sp__free(col->codes);
+        if (col->dict) sp__free(col->dict[0]); /* the block of strings */
+        sp__free(col->dict);
+        sp__free(col->dict_len);
+    }
+    sp__free(t->cols);
+    sp__free(t);
+}
+
+int sp_table_column(const sp_table *t, const char *name)
+{
+    for (uint32_t c = 0; t && name && c < t->ncols; c++)
+        if (strcmp(t->cols[c].name, name) == 0) return (int)c;
+    return -1;
+}
+
+void sp_table_recount(sp_table *t)
+{
+    size_t b = sizeof *t + t->ncols * sizeof *t->cols;
+    for (uint32_t c = 0; c < t->ncols; c++) {
+        const sp_column *col = &t->cols[c];
+        b += strlen(col->name) + 1;
+        switch (col->type) {
+        case SP_COL_INT64:
+        case SP_COL_DOUBLE: b += t->nrows * 8; break;
+        case SP_COL_UINT8: b += col->codes ? t->nrows * 4 + 256 : t->nrows; break;
+        case SP_COL_STRING:
+            b += t->nrows * 4 + col->ndict * (sizeof(char *) + 4);
+            for (uint32_t k = 0; k < col->ndict; k++) b += col->dict_len[k] + 1;
+            break;
+        }
+    }
+    t->bytes = b;
+}
+
+sp_status sp__table_shell(uint32_t ncols, sp_table **out)
+{
+    sp_table *t = sp__calloc(1, sizeof *t);
+    if (t) t->cols = sp__calloc(ncols ? ncols : 1, sizeof *t->cols);
+    if (!t || !t->cols) {
+        sp__free(t);
+        return sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    }
+    t->ncols = ncols;
+    *out = t;
+    return SP_OK;
+}
+
+sp_status sp__column_alloc(sp_column *col, const char *name, sp_col_type type, int pooled, uint64_t nrows)
+{
+    size_t n = nrows ? (size_t)nrows : 1;
+    col->type = type;
+    if (!(col->name = sp__strdup(name))) return sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    switch (type) {
+    case SP_COL_INT64: col->i64 = sp__malloc(n * 8); return col->i64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    case SP_COL_DOUBLE: col->f64 = sp__malloc(n * 8); return col->f64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    case SP_COL_UINT8:
+        if (!pooled) {
+            col->u8 = sp__malloc(n);
+            return col->u8 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+        }
+        col->u8 = sp__calloc(256, 1);
+        col->codes = sp__malloc(n * 4);
+        return col->u8 && col->codes ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    case SP_COL_STRING:
+        col->codes = sp__malloc(n * 4);
+        col->dict = sp__calloc(1, sizeof *col->dict);
+        col->dict_len = sp__calloc(1, sizeof *col->dict_len);
+        return col->codes && col->dict && col->dict_len ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    }
+    return sp__fail(SP_ERR_INVALID, "table: column '%s' has unknown type %d", name, (int)type);
+}
+
+sp_status sp_table_new(uint32_t ncols, const sp_col_spec *cols, uint64_t nrows, sp_table **out)
+{
+    SP_RETURN_IF(!out || (ncols && !cols), SP_ERR_INVALID, "sp_table_new: NULL argument");
+    for (uint32_t c = 0; c < ncols; c++) {
+        SP_RETURN_IF(!cols[c].name || !cols[c].name[0], SP_ERR_INVALID, "sp_table_new: column %u has no name", c);
+        for (uint32_t k = 0; k < c; k++)
+            SP_RETURN_IF(strcmp(cols[k].name, cols[c].name) == 0, SP_ERR_INVALID,
+                         "sp_table_new: two columns are named '%s'", cols[c].name);
+    }
+    sp_table *t;
+    SP_FORWARD(sp__table_shell(ncols, &t));
+    t->nrows = nrows;
+    for (uint32_t c = 0; c < ncols; c++) {
+        sp_status st = sp__column_alloc(&t->cols[c], cols[c].name, cols[c].type, cols[c].pooled, nrows);
+        if (st != SP_OK) {
+            sp_table_free(t);
+            return st;
+        }
+    }
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+sp_status sp__column_set_dict(sp_column *col, uint32_t n, const char *const *s, const uint32_t *lens)
+{
+    size_t total = 0;
+    for (uint32_t k = 0; k < n; k++) total += (lens ? lens[k] : strlen(s[k])) + 1;
+    char **dict = sp__calloc((size_t)n + 1, sizeof *dict);
+    uint32_t *len = sp__calloc(n ? n : 1, sizeof *len);
+    char *blob = n ? sp__malloc(total) : NULL;
+    if (!dict || !len || (n && !blob)) {
+        sp__free(dict);
+        sp__free(len);
+        sp__free(blob);
+        return sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    }
+    size_t at = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        len[k] = (uint32_t)(lens ? lens[k] : strlen(s[k]));
+        memcpy(blob + at, s[k], len[k]);
+        blob[at + len[k]] = '\0';
+        dict[k] = blob + at;
+        at += len[k] + 1;
+    }
+    if (col->dict) sp__free(col->dict[0]);
+    sp__free(col->dict);
+    sp__free(col->dict_len);
+    col->dict = dict;
+    col->dict_len = len;
+    col->ndict = n;
+    return SP_OK;
+}
+
+sp_status sp_table_set_dict(sp_table *t, uint32_t c, uint32_t n, const char *const *strings)
+{
+    SP_RETURN_IF(!t || c >= t->ncols || t->cols[c].type != SP_COL_STRING || (n && !strings), SP_ERR_INVALID,
+                 "sp_table_set_dict: column %u is not a string column", c);
+    SP_FORWARD(sp__column_set_dict(&t->cols[c], n, strings, NULL));
+    sp_table_recount(t);
+    return SP_OK;
+}
+
+double sp_table_num(const sp_table *t, uint32_t c, uint64_t r)
+{
+    const sp_column *col = &t->cols[c];
+    switch (col->type) {
+    case SP_COL_INT64: return (double)col->i64[r];
+    case SP_COL_DOUBLE: return col->f64[r];
+    case SP_COL_UINT8: return col->codes ? col->u8[col->codes[r]] : col->u8[r];
+    case SP_COL_STRING: break;
+    }
+    return NAN;
+}
+
+const char *sp_table_str(const sp_table *t, uint32_t c, uint64_t r)
+{
+    const sp_column *col = &t->cols[c];
+    return col->type == SP_COL_STRING ? col->dict[col->codes[r]] : NULL;
+}

@@ -1,0 +1,515 @@
+/* Partitioned tables: generate, map, filter, where, select, reduce, group-by, fetch
+ * and iterate, against references computed directly; the same pipeline under a bound
+ * a tenth of the data; CSV files read lazily; and the errors users meet. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "spillpool/spillpool.h"
+#include "spillpool/table.h"
+#include "testlib.h"
+
+typedef struct {
+    char *dir;
+    sp_pool *p;
+    sp_dag *d;
+} fx;
+
+static fx *fx_open(uint64_t mem)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = t_tmpdir();
+    f->p = t_pool(f->dir, mem, 1ull << 30, SP_POLICY_MRU);
+    t_ok(sp_dag_open(&f->d, f->p, NULL));
+    return f;
+}
+
+static void fx_close(fx *f)
+{
+    t_ok(sp_dag_close(f->d));
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+    assert_int_equal(s.objects_in_memory + s.objects_on_disk, 0);
+    t_ok(sp_pool_close(f->p));
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+}
+
+static const char *const words[5] = {"ant", "bee", "cat", "dog", "eel"};
+static const sp_col_spec schema[4] = {{"id", SP_COL_INT64, 0}, {"x", SP_COL_DOUBLE, 0}, {"w", SP_COL_STRING, 0},
+                                      {"u", SP_COL_UINT8, 1}};
+enum { ROWS = 3000 };
+
+/* Row r of partition i, deterministic. */
+static int64_t v_id(uint32_t i, uint64_t r) { return (int64_t)(i * ROWS + r); }
+static double v_x(uint32_t i, uint64_t r) { return (double)((i * 7 + r * 13) % 1000) / 8.0 - 20.0; }
+static uint32_t v_w(uint32_t i, uint64_t r) { return (uint32_t)((i + r * r) % 5); }
+static uint8_t v_u(uint32_t i, uint64_t r) { return (uint8_t)((i * 3 + r) % 7 * 30); }
+
+static sp_status gen(uint32_t i, void *user, sp_table **out)
+{
+    (void)user;
+    sp_table *t;
+    sp_status made = sp_table_new(4, schema, ROWS, &t);
+    if (made != SP_OK) return made;
+    sp_status st = sp_table_set_dict(t, 2, 5, words);
+    /* u's pool: the 7 values 0, 30, ... 180, coded in reverse to make codes differ from values */
+    for (unsigned k = 0; k < 7; k++) t->cols[3].u8[k] = (uint8_t)(180 - 30 * k);
+    t->cols[3].ndict = 7;
+    for (uint64_t r = 0; r < ROWS; r++) {
+        t->cols[0].i64[r] = v_id(i, r);
+        t->cols[1].f64[r] = v_x(i, r);
+        t->cols[2].codes[r] = v_w(i, r);
+        t->cols[3].codes[r] = (uint32_t)(6 - v_u(i, r) / 30);
+    }
+    sp_table_recount(t);
+    *out = t;
+    return st;
+}
+
+static sp_status gen_fails_at_3(uint32_t i, void *user, sp_table **out)
+{
+    if (i == 3) return SP_ERR_CORRUPT; /* with the thread's last message */
+    return gen(i, user, out);
+}
+
+static void test_fetch_equals_generated(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 6, gen, NULL, 100 << 10, &t));
+    assert_int_equal(sp_dtable_nparts(t), 6);
+    assert_int_equal(sp_dtable_schema(t)->ncols, 4);
+    sp_table *all;
+    t_ok(sp_dtable_fetch(t, &all));
+    assert_int_equal(all->nrows, 6 * ROWS);
+    for (uint32_t i = 0; i < 6; i++)
+        for (uint64_t r = 0; r < ROWS; r++) {
+            uint64_t k = i * ROWS + r;
+            assert_int_equal(all->cols[0].i64[k], v_id(i, r));
+            assert_true(all->cols[1].f64[k] == v_x(i, r));
+            assert_string_equal(sp_table_str(all, 2, k), words[v_w(i, r)]);
+            assert_int_equal((int)sp_table_num(all, 3, k), v_u(i, r));
+        }
+    sp_table_free(all);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+static sp_status map_y(const sp_table *p, uint64_t r, void *user, sp_value *out)
+{
+    (void)user;
+    out->d = p->cols[1].f64[r] * 2 + sp_table_num(p, 3, r);
+    return SP_OK;
+}
+
+static sp_status map_tag(const sp_table *p, uint64_t r, void *user, sp_value *out)
+{
+    (void)user;
+    out->s = p->cols[0].i64[r] % 2 ? "odd" : "even";
+    return SP_OK;
+}
+
+static int pred_id(const sp_table *p, uint64_t r, void *user)
+{
+    (void)user;
+    return p->cols[0].i64[r] % 3 != 0;
+}
+
+typedef struct {
+    double sum_y[5];
+    int64_t n[5], min_id[5], max_id[5], sum_u[5];
+    int64_t odd[5];
+} ref_groups;
+
+/* The pipeline of run_pipeline, computed row by row. */
+static void reference(uint32_t nparts, ref_groups *g)
+{
+    memset(g, 0, sizeof *g);
+    for (int k = 0; k < 5; k++) {
+        g->min_id[k] = INT64_MAX;
+        g->max_id[k] = INT64_MIN;
+    }
+    for (uint32_t i = 0; i < nparts; i++)
+        for (uint64_t r = 0; r < ROWS; r++) {
+            int64_t id = v_id(i, r);
+            double x = v_x(i, r);
+            if (id % 3 == 0 || !(x > -10 && v_u(i, r) != 60)) continue;
+            uint32_t w = v_w(i, r);
+            g->n[w]++;
+            g->sum_y[w] += x * 2 + v_u(i, r);
+            if (id < g->min_id[w]) g->min_id[w] = id;
+            if (id > g->max_id[w]) g->max_id[w] = id;
+            g->sum_u[w] += v_u(i, r);
+            g->odd[w] += id % 2;
+        }
+}
+
+/* generate -> map y -> map tag -> filter -> where -> select -> group-by w */
+static sp_table *run_pipeline(fx *f, uint32_t nparts)
+{
+    sp_dtable *t0, *t1, *t2, *t3, *t4, *t5;
+    t_ok(sp_dtable_generate(f->d, 4, schema, nparts, gen, NULL, 100 << 10, &t0));
+    t_ok(sp_dtable_map(t0, "y", SP_COL_DOUBLE, map_y, NULL, &t1));
+    t_ok(sp_dtable_map(t1, "tag", SP_COL_STRING, map_tag, NULL, &t2));
+    t_ok(sp_dtable_filter(t2, pred_id, NULL, &t3));
+    t_ok(sp_dtable_where(t3, "x > -10 and not (u = 60)", &t4));
+    const char *cols[5] = {"w", "y", "id", "u", "tag"};
+    t_ok(sp_dtable_select(t4, 5, cols, &t5));
+    /* the caller's holds can go at once: each table keeps what it reads */
+    sp_dtable_free(t0);
+    sp_dtable_free(t1);
+    sp_dtable_free(t2);
+    sp_dtable_free(t3);
+    sp_dtable_free(t4);
+    sp_agg aggs[6];
+    t_ok(sp_agg_parse("count", &aggs[0]));
+    t_ok(sp_agg_parse("sum:y", &aggs[1]));
+    t_ok(sp_agg_parse("min:id", &aggs[2]));
+    t_ok(sp_agg_parse("max:id", &aggs[3]));
+    t_ok(sp_agg_parse("sum:u", &aggs[4]));
+    t_ok(sp_agg_parse("mean:y", &aggs[5]));
+    sp_table *g;
+    t_ok(sp_dtable_group_by(t5, "w", 6, aggs, &g));
+    sp_dtable *odd;
+    t_ok(sp_dtable_where(t5, "tag == 'odd'", &odd));
+    sp_table *go;
+    t_ok(sp_dtable_group_by(odd, "w", 0, NULL, &go));
+    /* odd counts go in the last column of g's copy: a 7th column checked by the caller */
+    assert_int_equal(go->nrows, g->nrows);
+    for (uint64_t r = 0; r < g->nrows; r++) g->cols[6].f64[r] += 1000000.0 * (double)go->cols[1].i64[r];
+    sp_table_free(go);
+    sp_dtable_free(odd);
+    sp_dtable_free(t5);
+    return g;
+}
+
+static void check_groups(const sp_table *g, const ref_groups *want)
+{
+    assert_int_equal(g->ncols, 7);
+    assert_string_equal(g->cols[0].name, "w");
+    assert_string_equal(g->cols[1].name, "count");
+    assert_string_equal(g->cols[2].name, "sum(y)");
+    assert_string_equal(g->cols[6].name, "mean(y)");
+    assert_int_equal(g->cols[3].type, SP_COL_INT64);
+    assert_int_equal(g->cols[2].type, SP_COL_DOUBLE);
+    assert_int_equal(g->nrows, 5);
+    for (uint64_t r = 0; r < 5; r++) {
+        assert_string_equal(sp_table_str(g, 0, r), words[r]); /* sorted by key */
+        assert_int_equal(g->cols[1].i64[r], want->n[r]);
+        assert_true(fabs(g->cols[2].f64[r] - want->sum_y[r]) < 1e-6 * (1 + fabs(want->sum_y[r])));
+        assert_int_equal(g->cols[3].i64[r], want->min_id[r]);
+        assert_int_equal(g->cols[4].i64[r], want->max_id[r]);
+        assert_int_equal(g->cols[5].i64[r], want->sum_u[r]);
+        double mean = want->sum_y[r] / (double)want->n[r] + 1000000.0 * (double)want->odd[r];
+        assert_true(fabs(g->cols[6].f64[r] - mean) < 1e-6 * fabs(mean));
+    }
+}
+
+static void test_pipeline_matches_reference(void **state)
+{
+    (void)state;
+    fx *f = fx_open(256 << 20);
+    ref_groups want;
+    reference(8, &want);
+    sp_table *g = run_pipeline(f, 8);
+    check_groups(g, &want);
+    sp_table_free(g);
+    fx_close(f);
+}
+
+/* 40 partitions of ~100 KiB (and their map/filter results) under 400 KiB: the same
+ * answer as with room for everything. */
+static void test_pipeline_under_tenth_bound_same_answer(void **state)
+{
+    (void)state;
+    fx *big = fx_open(1 << 30), *small = fx_open(400 << 10);
+    sp_table *a = run_pipeline(big, 40), *b = run_pipeline(small, 40);
+    ref_groups want;
+    reference(40, &want);
+    check_groups(a, &want);
+    check_groups(b, &want);
+    for (uint32_t c = 1; c < a->ncols; c++)
+        assert_memory_equal(c == 2 || c == 6 ? (void *)a->cols[c].f64 : (void *)a->cols[c].i64,
+                            c == 2 || c == 6 ? (void *)b->cols[c].f64 : (void *)b->cols[c].i64, 5 * 8);
+    sp_stats s;
+    t_ok(sp_pool_stats(small->p, &s));
+    assert_true(s.evictions > 40);
+    assert_true(s.misses > 0);
+    sp_table_free(a);
+    sp_table_free(b);
+    fx_close(big);
+    fx_close(small);
+}
+
+static void test_reduce_matches_reference(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 5, gen, NULL, 100 << 10, &t));
+    sp_agg aggs[5] = {{SP_AGG_COUNT, NULL}, {SP_AGG_SUM, "id"}, {SP_AGG_MIN, "x"}, {SP_AGG_MAX, "u"}, {SP_AGG_MEAN, "x"}};
+    sp_agg_value v[5];
+    t_ok(sp_dtable_reduce(t, 5, aggs, v));
+    int64_t n = 0, sid = 0, maxu = 0;
+    double minx = INFINITY, sx = 0;
+    for (uint32_t i = 0; i < 5; i++)
+        for (uint64_t r = 0; r < ROWS; r++) {
+            n++;
+            sid += v_id(i, r);
+            if (v_x(i, r) < minx) minx = v_x(i, r);
+            if (v_u(i, r) > maxu) maxu = v_u(i, r);
+            sx += v_x(i, r);
+        }
+    assert_true(v[0].is_int);
+    assert_int_equal(v[0].i, n);
+    assert_true(v[1].is_int);
+    assert_int_equal(v[1].i, sid);
+    assert_false(v[2].is_int);
+    assert_true(v[2].d == minx);
+    assert_true(v[3].is_int);
+    assert_int_equal(v[3].i, maxu);
+    assert_true(fabs(v[4].d - sx / (double)n) < 1e-9);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+static void test_group_by_numeric_keys(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 3, gen, NULL, 100 << 10, &t));
+    sp_table *g;
+    sp_agg a = {SP_AGG_SUM, "id"};
+    t_ok(sp_dtable_group_by(t, "u", 1, &a, &g));
+    assert_int_equal(g->nrows, 7);
+    for (uint64_t r = 0; r < 7; r++) {
+        int64_t want = 0;
+        for (uint32_t i = 0; i < 3; i++)
+            for (uint64_t k = 0; k < ROWS; k++)
+                if (v_u(i, k) == 30 * r) want += v_id(i, k);
+        assert_int_equal((int)sp_table_num(g, 0, r), 30 * r);
+        assert_int_equal(g->cols[1].i64[r], want);
+    }
+    sp_table_free(g);
+    t_ok(sp_dtable_group_by(t, "x", 0, NULL, &g)); /* a double key: sorted numerically */
+    for (uint64_t r = 1; r < g->nrows; r++) assert_true(g->cols[0].f64[r - 1] < g->cols[0].f64[r]);
+    int64_t total = 0;
+    for (uint64_t r = 0; r < g->nrows; r++) total += g->cols[1].i64[r];
+    assert_int_equal(total, 3 * ROWS);
+    sp_table_free(g);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+static void test_iterate_with_and_without_readahead(void **state)
+{
+    (void)state;
+    fx *f = fx_open(300 << 10);
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 12, gen, NULL, 100 << 10, &t));
+    for (unsigned ra = 0; ra < 4; ra += 3) {
+        sp_dtable_iter *it;
+        t_ok(sp_dtable_iter_open(t, ra, &it));
+        uint32_t i = 0;
+        for (const sp_table *p;; i++) {
+            t_ok(sp_dtable_iter_next(it, &p));
+            if (!p) break;
+            assert_int_equal(p->nrows, ROWS);
+            assert_int_equal(p->cols[0].i64[17], v_id(i, 17));
+        }
+        assert_int_equal(i, 12);
+        sp_dtable_iter_close(it);
+    }
+    /* Closed half way, with partitions pinned ahead: nothing stays pinned. */
+    sp_dtable_iter *it;
+    t_ok(sp_dtable_iter_open(t, 3, &it));
+    const sp_table *p;
+    t_ok(sp_dtable_iter_next(it, &p));
+    sp_dtable_iter_close(it);
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+static void test_failed_partition_reported_to_reader(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    sp_dtable *t, *m;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 6, gen_fails_at_3, NULL, 100 << 10, &t));
+    t_ok(sp_dtable_map(t, "y", SP_COL_DOUBLE, map_y, NULL, &m));
+    sp_table *all;
+    t_status(sp_dtable_fetch(m, &all), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "partition 3"));
+    assert_non_null(strstr(sp_last_error(), "task 'generate 3' failed"));
+    sp_agg_value v;
+    sp_agg c = {SP_AGG_COUNT, NULL};
+    t_status(sp_dtable_reduce(t, 1, &c, &v), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "generate 3"));
+    sp_dtable_free(m);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+static sp_status gen_wrong_schema(uint32_t i, void *user, sp_table **out)
+{
+    (void)i;
+    (void)user;
+    static const sp_col_spec one[1] = {{"id", SP_COL_DOUBLE, 0}};
+    return sp_table_new(1, one, 1, out);
+}
+
+static void test_bad_operations_rejected(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    sp_dtable *t, *o;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 2, gen, NULL, 100 << 10, &t));
+    const char *nope[1] = {"nope"};
+    t_status(sp_dtable_select(t, 1, nope, &o), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "column 'nope' does not exist (columns: id, x, w, u)"));
+    t_status(sp_dtable_where(t, "w > 3", &o), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "'w'"));
+    t_status(sp_dtable_where(t, "id = 'x'", &o), SP_ERR_INVALID);
+    sp_agg a = {SP_AGG_SUM, "w"};
+    sp_table *g;
+    t_status(sp_dtable_group_by(t, "id", 1, &a, &g), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "sum of column 'w', which holds strings"));
+    t_status(sp_dtable_group_by(t, "zz", 0, NULL, &g), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "column 'zz' does not exist"));
+    sp_agg bad;
+    t_status(sp_agg_parse("median:x", &bad), SP_ERR_INVALID);
+    t_status(sp_agg_parse("sum", &bad), SP_ERR_INVALID);
+    sp_dtable *w;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 2, gen_wrong_schema, NULL, 0, &w));
+    t_status(sp_dtable_fetch(w, &g), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "generated partition 0 has 1 columns; the schema has 4"));
+    sp_dtable_free(w);
+    sp_dtable_free(t);
+    fx_close(f);
+}
+
+/* ---- CSV ---- */
+
+static char *write_file(const char *dir, const char *name, const char *text)
+{
+    char *path = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(path, "%s/%s", dir, name);
+    t_spew(path, (const unsigned char *)text, strlen(text));
+    return path;
+}
+
+static void test_csv_files_lazily_with_hand_computed_answer(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    char *src = t_tmpdir();
+    char *paths[3] = {
+        write_file(src, "h1.csv", "sym,price,qty\nAAA,10.5,3\nBBB,20,1\nAAA,11.5,2\n"),
+        write_file(src, "h2.csv", "sym,price,qty\nCCC,5,10\nAAA,12,1\n"),
+        write_file(src, "h3.csv", "sym,price,qty\n\"BBB\",22,4\n\"C,C\",1,1\n"),
+    };
+    sp_dtable *t;
+    t_ok(sp_dtable_from_csv(f->d, 3, (const char *const *)paths, NULL, &t));
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.lazy_loads, 1); /* only the first file, for the schema */
+    const sp_table *sc = sp_dtable_schema(t);
+    assert_int_equal(sc->cols[1].type, SP_COL_DOUBLE);
+    assert_int_equal(sc->cols[2].type, SP_COL_INT64);
+    sp_dtable *w;
+    t_ok(sp_dtable_where(t, "qty >= 2", &w));
+    sp_agg aggs[3] = {{SP_AGG_COUNT, NULL}, {SP_AGG_SUM, "qty"}, {SP_AGG_MAX, "price"}};
+    sp_table *g;
+    t_ok(sp_dtable_group_by(w, "sym", 3, aggs, &g));
+    /* qty >= 2: AAA 10.5x3, AAA 11.5x2, CCC 5x10, BBB 22x4 */
+    assert_int_equal(g->nrows, 3);
+    assert_string_equal(sp_table_str(g, 0, 0), "AAA");
+    assert_int_equal(g->cols[1].i64[0], 2);
+    assert_int_equal(g->cols[2].i64[0], 5);
+    assert_true(g->cols[3].f64[0] == 11.5);
+    assert_string_equal(sp_table_str(g, 0, 1), "BBB");
+    assert_int_equal(g->cols[2].i64[1], 4);
+    assert_true(g->cols[3].f64[1] == 22);
+    assert_string_equal(sp_table_str(g, 0, 2), "CCC");
+    assert_int_equal(g->cols[2].i64[2], 10);
+    sp_table_free(g);
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.lazy_loads, 3);
+    sp_dtable_free(w);
+    sp_dtable_free(t);
+    for (int i = 0; i < 3; i++) free(paths[i]);
+    t_rmrf(src);
+    free(src);
+    fx_close(f);
+}
+
+static void test_csv_schemas_that_disagree_name_the_file(void **state)
+{
+    (void)state;
+    fx *f = fx_open(64 << 20);
+    char *src = t_tmpdir();
+    char *paths[3] = {
+        write_file(src, "a.csv", "k,v\nx,1\n"),
+        write_file(src, "b.csv", "k,w\ny,2\n"),
+        write_file(src, "c.csv", "k,v\nz,2.5\n"),
+    };
+    sp_dtable *t;
+    t_ok(sp_dtable_from_csv(f->d, 3, (const char *const *)paths, NULL, &t));
+    sp_dtable_iter *it;
+    t_ok(sp_dtable_iter_open(t, 0, &it));
+    const sp_table *p;
+    t_ok(sp_dtable_iter_next(it, &p));
+    t_status(sp_dtable_iter_next(it, &p), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "b.csv"));
+    assert_non_null(strstr(sp_last_error(), "column 2 is 'w'; the schema says 'v'"));
+    assert_non_null(strstr(sp_last_error(), "a.csv"));
+    sp_dtable_iter_close(it);
+    sp_agg c = {SP_AGG_SUM, "v"};
+    sp_agg_value v;
+    const char *two[2] = {paths[0], paths[2]};
+    sp_dtable *t2;
+    t_ok(sp_dtable_from_csv(f->d, 2, two, NULL, &t2));
+    t_status(sp_dtable_reduce(t2, 1, &c, &v), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "c.csv"));
+    const char *missing[2] = {paths[0], "/nonexistent/zz.csv"};
+    sp_dtable *t3;
+    t_ok(sp_dtable_from_csv(f->d, 2, missing, NULL, &t3)); /* registration reads only the first */
+    t_status(sp_dtable_reduce(t3, 1, &c, &v), SP_ERR_NOT_FOUND);
+    assert_non_null(strstr(sp_last_error(), "zz.csv"));
+    const char *bad_first[1] = {"/nonexistent/first.csv"};
+    sp_dtable *t4;
+    t_status(sp_dtable_from_csv(f->d, 1, bad_first, NULL, &t4), SP_ERR_NOT_FOUND);
+    sp_dtable_free(t3);
+    sp_dtable_free(t2);
+    sp_dtable_free(t);
+    for (int i = 0; i < 3; i++) free(paths[i]);
+    t_rmrf(src);
+    free(src);
+    fx_close(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fetch_equals_generated),
+        cmocka_unit_test(test_pipeline_matches_reference),
+        cmocka_unit_test(test_pipeline_under_tenth_bound_same_answer),
+        cmocka_unit_test(test_reduce_matches_reference),
+        cmocka_unit_test(test_group_by_numeric_keys),
+        cmocka_unit_test(test_iterate_with_and_without_readahead),
+        cmocka_unit_test(test_failed_partition_reported_to_reader),
+        cmocka_unit_test(test_bad_operations_rejected),
+        cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),
+        cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
