@@ -6,6 +6,7 @@
 
 #include "spillpool/spillpool.h"
 #include "bench_filters.h"
+#include "bench_table.h"
 #include "bench_csv.h"
 #include "bench_lazy.h"
 #include "inspect.h"
@@ -256,12 +257,49 @@ static int cmd_bench_csv(int argc, char **argv)
     return sp_bench_csv(&o);
 }
 
+static int cmd_bench_table(int argc, char **argv)
+{
+    sp_bench_table_opts o = {.runs = 1};
+    sp_demo_defaults(&o.demo);
+    for (int i = 1; i < argc; i++) {
+        int got = parse_demo_opt(argc, argv, &i, &o.demo);
+        if (!got) got = parse_bench_opt(argc, argv, &i, 16, &o.runs, &o.json);
+        if (got < 0) return 2;
+        if (got) continue;
+        if (strcmp(argv[i], "--bound") == 0) {
+            const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!val || sp_parse_size(val, &o.memory_bound) != SP_OK || o.memory_bound == 0) {
+                fprintf(stderr, "spillpool bench table: --bound '%s': expected a size such as 1GiB\n", val ? val : "");
+                return 2;
+            }
+            i++;
+            continue;
+        }
+        return unknown_bench_opt("table", argv[i]);
+    }
+    return sp_bench_table(&o);
+}
+
+static int cmd_bench_dag(int argc, char **argv)
+{
+    sp_bench_dag_opts o = {.tasks = 100000, .runs = 5};
+    for (int i = 1; i < argc; i++) {
+        int got = parse_bench_opt(argc, argv, &i, 16, &o.runs, &o.json);
+        if (!got) got = parse_uint_opt(argc, argv, &i, "--tasks", 10, 100000000, &o.tasks);
+        if (got < 0) return 2;
+        if (!got) return unknown_bench_opt("dag", argv[i]);
+    }
+    return sp_bench_dag(&o);
+}
+
 static int cmd_bench(int argc, char **argv)
 {
+    if (argc >= 1 && strcmp(argv[0], "table") == 0) return cmd_bench_table(argc, argv);
+    if (argc >= 1 && strcmp(argv[0], "dag") == 0) return cmd_bench_dag(argc, argv);
     if (argc >= 1 && strcmp(argv[0], "lazy") == 0) return cmd_bench_lazy(argc, argv);
     if (argc >= 1 && strcmp(argv[0], "csv") == 0) return cmd_bench_csv(argc, argv);
     if (argc < 1 || strcmp(argv[0], "filters") != 0) {
-        fprintf(stderr, "spillpool bench: which benchmark? (filters, lazy, csv)\n");
+        fprintf(stderr, "spillpool bench: which benchmark? (filters, lazy, csv, table, dag)\n");
         return 2;
     }
     sp_bench_filters_opts o;
