@@ -1,6 +1,7 @@
 #!/bin/sh
 # The command's JSON carries the keys the issues name: demo (under a bound that
-# spills, with a filter chain) and bench filters. Usage: cli_check.sh SPILLPOOL
+# spills, with a filter chain) and bench filters; query gives the answers worked
+# out by hand below, and clear errors. Usage: cli_check.sh SPILLPOOL
 set -eu
 cli=$1
 dir=$(mktemp -d)
@@ -32,4 +33,65 @@ if SPILLPOOL_DIR="$dir" SPILLPOOL_FILTERS=zstd:99 "$cli" demo --parts 1 --rows 1
     echo "a bad chain was accepted" >&2; exit 1
 fi
 grep -q "SPILLPOOL_FILTERS" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
+# query: three small files of the same columns, quoted fields, a quoted comma
+q="$dir/q"
+mkdir -p "$q/data" "$q/empty" "$q/bad"
+printf 'sym,price,qty\nAAA,10.5,2\n"BBB",20,1\n"C,C",7.25,4\n' >"$q/data/a.csv"
+printf 'sym,price,qty\n"AAA",12.5,3\nBBB,19.75,5\n' >"$q/data/b.csv"
+printf 'sym,price,qty\n"C,C",8,1\nAAA,11,"4"\nDDD,3.5,10\n' >"$q/data/c.csv"
+printf 'not csv\n' >"$q/data/notes.txt"
+cp "$q/data/a.csv" "$q/bad/a.csv"
+printf 'sym,price,volume\nAAA,1.5,2\n' >"$q/bad/b.csv"
+query() { SPILLPOOL_DIR="$dir" SPILLPOOL_MEMORY_BOUND=1MiB "$cli" query "$@"; }
+same() { # same WHAT GOT WANT
+    [ "$2" = "$3" ] || { printf '%s: got\n%s\nwant\n%s\n' "$1" "$2" "$3" >&2; exit 1; }
+}
+nostats() { printf '%s' "$1" | sed 's/,"stats":.*//'; } # the stats vary from run to run
+# AAA: 10.5x2 12.5x3 11x4; BBB: 20x1 19.75x5; C,C: 7.25x4 8x1; DDD: 3.5x10
+out=$(query "$q/data" --group-by sym --agg count --agg sum:qty --agg max:price)
+same "group-by" "$out" "$(printf '%s\n' \
+    'sym  count  sum(qty)  max(price)' \
+    'AAA      3         9        12.5' \
+    'BBB      2         6          20' \
+    'C,C      2         5           8' \
+    'DDD      1        10         3.5' \
+    '4 groups from 3 files')"
+out=$(query "$q/data/a.csv" "$q/data/b.csv" "$q/data/c.csv" --group-by sym --agg count --agg sum:qty \
+    --agg max:price --json)
+need "$out" stats memory hits
+same "group-by --json" "$(nostats "$out")" '{"files":3,"groups":[{"sym":"AAA","count":3,"sum(qty)":9,"max(price)":12.5},'\
+'{"sym":"BBB","count":2,"sum(qty)":6,"max(price)":20},{"sym":"C,C","count":2,"sum(qty)":5,"max(price)":8},'\
+'{"sym":"DDD","count":1,"sum(qty)":10,"max(price)":3.5}]'
+# reduce: 8 rows, qty 2+1+4+3+5+1+4+10, prices summing to 92.5
+out=$(query "$q/data" --agg count --agg sum:qty --agg min:price --agg mean:price)
+same "reduce" "$out" "$(printf '%s\n' 'count = 8' 'sum(qty) = 30' 'min(price) = 3.5' 'mean(price) = 11.5625')"
+out=$(query "$q/data" --json)
+need "$out" stats
+same "reduce --json" "$(nostats "$out")" '{"files":3,"result":{"count":8}'
+# where: a string and a number comparison joined by and
+out=$(query "$q/data" --where "sym > 'B' and qty < 5" --agg count --agg sum:qty)
+same "where" "$out" "$(printf '%s\n' 'count = 3' 'sum(qty) = 6')"
+out=$(query "$q/data" --where "sym != 'AAA' and price >= 8" --group-by sym --json)
+same "where, group-by" "$(nostats "$out")" '{"files":3,"groups":[{"sym":"BBB","count":2},{"sym":"C,C","count":1}]'
+out=$(query "$q/data" --where "sym = 'C,C' and qty > 1" --agg sum:qty)
+same "where, quoted comma" "$out" 'sum(qty) = 4'
+# errors: a failing status and a message naming the problem
+qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
+    want=$1 text=$2
+    shift 2
+    got=0
+    query "$@" >"$dir/out" 2>"$dir/err" || got=$?
+    [ "$got" -eq "$want" ] || { echo "query $*: status $got, want $want" >&2; cat "$dir/err" >&2; exit 1; }
+    grep -qF -- "$text" "$dir/err" || { echo "query $*: no '$text' in:" >&2; cat "$dir/err" >&2; exit 1; }
+}
+qfail 1 "column 'nope' does not exist" "$q/data" --where "nope = 1"
+qfail 1 "column 'nope' does not exist" "$q/data" --group-by nope
+qfail 1 "column 'nope' does not exist" "$q/data" --agg sum:nope
+qfail 1 "column 'sym' is a string" "$q/data" --where "sym = 1"
+qfail 1 "sum of column 'sym'" "$q/data" --agg sum:sym
+qfail 1 "$q/bad/b.csv" "$q/bad" --group-by sym
+qfail 1 "$q/data/missing.csv" "$q/data" "$q/data/missing.csv"
+qfail 1 "$q/empty" "$q/empty"
+qfail 2 "--frob" "$q/data" --frob
+qfail 2 "aggregate 'median:qty'" "$q/data" --agg median:qty
 echo ok

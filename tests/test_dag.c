@@ -232,6 +232,28 @@ static void test_memory_aware_tree_under_small_bound(void **state)
     }
 }
 
+/* The caller's own pin holds most of the bound: a task whose result cannot fit
+ * fails with SP_ERR_MEMORY_FULL once nothing else can free room; it does not hang. */
+static void test_result_that_cannot_fit_fails_not_hangs(void **state)
+{
+    (void)state;
+    fx *f = fx_open(1 << 20, 2, 0);
+    sp_ref big = t_put(f->p, 900 << 10, 1);
+    void *o;
+    t_ok(sp_pin(f->p, big, &o));
+    sp_task *t = spawn(f, fn_const, NULL, 2, (sp_arg[]){sp_arg_i64(1), sp_arg_i64(300 << 10)}, "wide");
+    t_status(sp_fetch(f->d, t, NULL), SP_ERR_MEMORY_FULL);
+    assert_non_null(strstr(sp_last_error(), "task 'wide' failed: storing its result"));
+    sp_task_release(f->d, t);
+    t_ok(sp_unpin(f->p, big));
+    /* With the pin gone the same task runs. */
+    t = spawn(f, fn_const, NULL, 2, (sp_arg[]){sp_arg_i64(5), sp_arg_i64(300 << 10)}, "wide");
+    assert_int_equal(fetch_u64(f, t), 5);
+    sp_task_release(f->d, t);
+    t_ok(sp_release(f->p, big));
+    fx_close(f);
+}
+
 static sp_status fn_check_ref(sp_task_ctx *c, void *u)
 {
     (void)u;
@@ -438,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_task_larger_than_bound_fails_clearly),
         cmocka_unit_test(test_memory_aware_tree_under_small_bound),
         cmocka_unit_test(test_ref_arguments_pinned_and_kept),
+        cmocka_unit_test(test_result_that_cannot_fit_fails_not_hangs),
         cmocka_unit_test(test_bad_spawns_rejected),
         cmocka_unit_test(test_cancel_graph),
         cmocka_unit_test(test_tasks_spawn_tasks_and_close_frees),

@@ -10,6 +10,7 @@
 #include "bench_csv.h"
 #include "bench_lazy.h"
 #include "inspect.h"
+#include "query.h"
 #include "workload.h"
 
 static void usage(FILE *f)
@@ -358,6 +359,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "demo") == 0) return cmd_demo(argc - 2, argv + 2);
+    if (strcmp(argv[1], "query") == 0) return sp_cmd_query(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0) return cmd_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(argv[1], "inspect") == 0) {

@@ -46,6 +46,8 @@ struct sp_task {
     sp_ref result;
     uint64_t expected, result_bytes, ref_bytes, need;
     int cancel;   /* set under the lock; read by the task through sp_task_cancelled */
+    int result_pinned; /* from its put until its end hands the result to dependents */
+    unsigned origin_off; /* where in msg the failure it passes on begins */
     int by_stager;
 };
 
@@ -70,6 +72,11 @@ struct sp_dag {
     uint64_t bound, reserved;
     uint64_t live, next_id, ended;
     unsigned idle_workers, stager_idle, done_waiters;
+    unsigned running;      /* tasks in sp_run (and stagers waiting for room, counted alike) */
+    unsigned room_waiters; /* of those, waiting for memory in sp_wait_for_room */
+    uint64_t stager_hold;  /* `ended` when read-ahead last found no room; -1: none */
+    unsigned staging;      /* tasks whose inputs are being pinned, the lock dropped */
+    uint64_t progress;     /* tasks ended plus stagings finished */
     int closing;
     sp_dag_stats st;
 };
@@ -155,11 +162,24 @@ static void sp_wake_workers(sp_dag *d)
 
 static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg);
 
+static void sp_unpin_inputs(sp_dag *d, sp_task *t)
+{
+    for (unsigned i = 0; i < t->nargs; i++)
+        if (t->pinned[i] != SP_REF_NULL) {
+            (void)sp_unpin(d->pool, t->pinned[i]);
+            t->pinned[i] = SP_REF_NULL;
+            t->inputs[i] = NULL;
+        }
+}
+
+
 /* A task that never ran: its dependents end with the same status. */
 static void sp_end_unrun(sp_dag *d, sp_task *t, sp_status st, const char *origin)
 {
     if (t->state == T_READY) sp_q_remove(&d->ready, t);
     char *msg = sp_format("task '%s' not run: %s", t->name, origin);
+    size_t ml = msg ? strlen(msg) : 0, ol = strlen(origin);
+    t->origin_off = ml > ol ? (unsigned)(ml - ol) : 0; /* 0 if the message was cut short */
     sp_end(d, t, st, msg);
 }
 
@@ -169,11 +189,14 @@ static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
 {
     int ran = t->state == T_RUNNING;
     if (t->state == T_STAGING || t->state == T_STAGED || ran) d->reserved -= t->need;
+    if (ran) d->running--;
+    if (t->state == T_READY) sp_unpin_inputs(d, t); /* inputs handed over at its dependency's end */
     t->state = T_DONE;
     t->status = st;
     t->msg = msg;
     d->live--;
     d->ended++;
+    d->progress++;
     if (st == SP_OK) d->st.completed++;
     else if (st == SP_ERR_CANCELLED) d->st.cancelled++;
     else d->st.failed++;
@@ -181,7 +204,8 @@ static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
         if (t->args[i].kind == SP_ARG_TASK) sp_task_unref(d, t->args[i].v.task);
         else if (t->args[i].kind == SP_ARG_REF && !ran) (void)sp_release(d->pool, t->args[i].v.ref);
     }
-    const char *origin = msg ? msg : sp_strerror(st);
+    /* A task that never ran passes on the first failure's message, not its own. */
+    const char *origin = msg ? msg + t->origin_off : sp_strerror(st);
     for (unsigned k = 0; k < t->ndependents; k++) {
         sp_task *x = t->dependents[k];
         if (x->state != T_WAITING) continue; /* already failed through another input */
@@ -189,10 +213,20 @@ static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
         else if (--x->waiting == 0) {
             x->state = T_READY;
             x->need += t->result_bytes;
+            /* Hand it the result while it is surely in memory (t holds a pin), so a
+             * policy that evicts the newest object (MRU) cannot spill it first. */
+            for (unsigned i = 0; t->result_pinned && i < x->nargs; i++)
+                if (x->args[i].kind == SP_ARG_TASK && x->args[i].v.task == t && x->pinned[i] == SP_REF_NULL &&
+                    sp_pin_read(d->pool, t->result, &x->inputs[i]) == SP_OK)
+                    x->pinned[i] = t->result;
             /* Ahead of the queue: its input was just made and is still in memory. */
             sp_q_push(&d->ready, x, 1);
             sp_wake_workers(d);
         } else x->need += t->result_bytes;
+    }
+    if (t->result_pinned) {
+        (void)sp_unpin(d->pool, t->result);
+        t->result_pinned = 0;
     }
     for (unsigned k = 0; k < t->ndependents; k++) sp_task_unref(d, t->dependents[k]);
     t->ndependents = 0;
@@ -214,19 +248,55 @@ static sp_task *sp_pick(sp_dag *d)
     return NULL;
 }
 
-static void sp_unpin_inputs(sp_dag *d, sp_task *t)
+/* Pins held ahead of need (staged tasks' inputs, results handed to ready tasks)
+ * are read-ahead, not commitments: when a put or a pin of a task about to run finds
+ * the bound held, they are let go first (lock held; unpinning does no I/O). Staged
+ * tasks go back to the front of the ready queue in their order. Returns how many
+ * pins were dropped. */
+static unsigned sp_yield_ahead(sp_dag *d)
 {
-    for (unsigned i = 0; i < t->nargs; i++)
-        if (t->pinned[i] != SP_REF_NULL) {
-            (void)sp_unpin(d->pool, t->pinned[i]);
-            t->pinned[i] = SP_REF_NULL;
-            t->inputs[i] = NULL;
-        }
+    unsigned n = 0;
+    while (d->staged.tail) {
+        sp_task *t = d->staged.tail;
+        sp_q_remove(&d->staged, t);
+        for (unsigned i = 0; i < t->nargs; i++) n += t->pinned[i] != SP_REF_NULL;
+        sp_unpin_inputs(d, t);
+        d->reserved -= t->need;
+        t->state = T_READY;
+        sp_q_push(&d->ready, t, 1);
+    }
+    for (sp_task *t = d->ready.head; t; t = t->next)
+        for (unsigned i = 0; i < t->nargs; i++)
+            if (t->pinned[i] != SP_REF_NULL) {
+                (void)sp_unpin(d->pool, t->pinned[i]);
+                t->pinned[i] = SP_REF_NULL;
+                t->inputs[i] = NULL;
+                n++;
+            }
+    if (n && d->has_stager && d->stager_idle) pthread_cond_signal(&d->stage);
+    return n;
+}
+
+/* After SP_ERR_MEMORY_FULL (lock held): 1 when it is worth trying again (read-ahead
+ * pins were dropped, or a task ended or finished pinning meanwhile), 0 when nothing
+ * can free memory (every other running task is itself waiting). */
+static int sp_wait_for_room(sp_dag *d)
+{
+    if (sp_yield_ahead(d)) return 1;
+    if (d->running + d->staging <= d->room_waiters + 1) return 0;
+    uint64_t seen = d->progress;
+    d->room_waiters++;
+    d->done_waiters++;
+    d->st.memory_waits++;
+    while (d->progress == seen && d->running + d->staging > d->room_waiters) pthread_cond_wait(&d->done, &d->lock);
+    d->done_waiters--;
+    d->room_waiters--;
+    return d->progress != seen;
 }
 
 /* Stage t (taken from the ready queue, lock held; dropped while pinning).
  * Returns 1 when staged, 0 when it ended or went back to wait for memory. */
-static int sp_stage(sp_dag *d, sp_task *t)
+static int sp_stage(sp_dag *d, sp_task *t, int ahead)
 {
     sp_q_remove(&d->ready, t);
     if (d->reserved == 0 && t->need > d->bound) {
@@ -240,18 +310,20 @@ static int sp_stage(sp_dag *d, sp_task *t)
     if (d->reserved > d->st.peak_reserved) d->st.peak_reserved = d->reserved;
     int any = 0;
     for (unsigned i = 0; i < t->nargs && !any; i++)
-        any = t->args[i].kind == SP_ARG_REF || (t->args[i].kind == SP_ARG_TASK && t->args[i].v.task->result);
+        any = t->pinned[i] == SP_REF_NULL &&
+              (t->args[i].kind == SP_ARG_REF || (t->args[i].kind == SP_ARG_TASK && t->args[i].v.task->result));
     if (!any) {
         t->state = T_STAGED;
         return 1;
     }
+    d->staging++;
     pthread_mutex_unlock(&d->lock);
     sp_status st = SP_OK;
     unsigned bad = 0;
     for (unsigned i = 0; i < t->nargs && st == SP_OK; i++) {
         sp_ref r = t->args[i].kind == SP_ARG_REF ? t->args[i].v.ref
                    : t->args[i].kind == SP_ARG_TASK ? t->args[i].v.task->result : SP_REF_NULL;
-        if (r == SP_REF_NULL) continue;
+        if (r == SP_REF_NULL || t->pinned[i] != SP_REF_NULL) continue;
         st = sp_pin_read(d->pool, r, &t->inputs[i]);
         if (st == SP_OK) t->pinned[i] = r;
         else bad = i;
@@ -262,18 +334,32 @@ static int sp_stage(sp_dag *d, sp_task *t)
         if (st != SP_ERR_MEMORY_FULL) msg = sp_format("task '%s' failed: input %u: %s", t->name, bad, sp_last_error());
     }
     pthread_mutex_lock(&d->lock);
-    if (st == SP_ERR_MEMORY_FULL && d->reserved > t->need) {
-        /* Pins outside our reservation (an object larger than it was guessed) hold
-         * the bound: wait for a running task to end, then try again. */
+    d->staging--;
+    d->progress++; /* pins taken or let go: a task waiting for room may look again */
+    if (d->done_waiters) pthread_cond_broadcast(&d->done);
+    if (st == SP_ERR_MEMORY_FULL && ahead) {
+        /* Reading ahead does not fit now: leave the task to a worker, and read
+         * ahead again once some task ended. */
         d->reserved -= t->need;
         t->state = T_READY;
         sp_q_push(&d->ready, t, 1);
-        d->st.memory_waits++;
-        uint64_t seen = d->ended;
-        d->done_waiters++;
-        while (d->ended == seen && !d->closing) pthread_cond_wait(&d->done, &d->lock);
-        d->done_waiters--;
+        d->stager_hold = d->ended;
         return 0;
+    }
+    if (st == SP_ERR_MEMORY_FULL) {
+        /* Pins outside our reservation (read-ahead, or an object larger than it was
+         * guessed) hold the bound: drop read-ahead or wait for a running task to
+         * end, then try again from the front of the queue. */
+        d->reserved -= t->need;
+        t->state = T_READY;
+        sp_q_push(&d->ready, t, 1);
+        d->running++; /* counted while it waits, so others wait for it too */
+        int again = sp_wait_for_room(d);
+        d->running--;
+        if (again) return 0;
+        sp_q_remove(&d->ready, t);
+        t->state = T_STAGING;
+        d->reserved += t->need;
     }
     if (st == SP_ERR_MEMORY_FULL)
         msg = sp_format("task '%s' failed: its inputs do not fit in memory: %s", t->name, sp_last_error());
@@ -295,6 +381,7 @@ static int sp_stage(sp_dag *d, sp_task *t)
 static void sp_run(sp_dag *d, sp_task *t)
 {
     t->state = T_RUNNING;
+    d->running++;
     pthread_mutex_unlock(&d->lock);
     sp_task_ctx ctx = {t, NULL, NULL, 0};
     sp_status st = t->fn(&ctx, t->user);
@@ -318,17 +405,12 @@ static void sp_run(sp_dag *d, sp_task *t)
         for (;;) {
             st = sp_put(d->pool, ctx.obj, ctx.type, NULL, &t->result);
             if (st != SP_ERR_MEMORY_FULL) break;
-            /* Other tasks' pins hold the bound: wait for one to end. */
+            /* Other tasks' pins hold the bound: drop read-ahead, or wait for a task
+             * that is still computing to end; fail only when no one can free room. */
             pthread_mutex_lock(&d->lock);
-            int others = d->reserved > t->need;
-            if (others) {
-                uint64_t seen = d->ended;
-                d->done_waiters++;
-                while (d->ended == seen) pthread_cond_wait(&d->done, &d->lock);
-                d->done_waiters--;
-            }
+            int again = sp_wait_for_room(d);
             pthread_mutex_unlock(&d->lock);
-            if (!others) break;
+            if (!again) break;
         }
         if (st != SP_OK) {
             msg = sp_format("task '%s' failed: storing its result: %s", t->name, sp_last_error());
@@ -336,6 +418,9 @@ static void sp_run(sp_dag *d, sp_task *t)
             t->result = SP_REF_NULL;
         }
     } else if (ctx.obj) ctx.type->free(ctx.obj);
+    const void *ignored;
+    if (st == SP_OK && t->result != SP_REF_NULL && sp_pin_read(d->pool, t->result, &ignored) == SP_OK)
+        t->result_pinned = 1;
     pthread_mutex_lock(&d->lock);
     t->result_bytes = bytes;
     sp_end(d, t, st, msg);
@@ -355,7 +440,7 @@ static void *sp_worker(void *arg)
         }
         if ((t = sp_pick(d)) != NULL) {
             uint64_t t0 = sp__now_ns();
-            int ok = sp_stage(d, t);
+            int ok = sp_stage(d, t, 0);
             d->st.input_wait_seconds += (double)(sp__now_ns() - t0) / 1e9;
             if (ok) sp_run(d, t);
             continue;
@@ -375,14 +460,14 @@ static void *sp_stager(void *arg)
     sp_dag *d = arg;
     pthread_mutex_lock(&d->lock);
     while (!d->closing) {
-        sp_task *t = d->staged.n < d->readahead ? sp_pick(d) : NULL;
+        sp_task *t = d->staged.n < d->readahead && d->stager_hold != d->ended ? sp_pick(d) : NULL;
         if (!t) {
             d->stager_idle = 1;
             pthread_cond_wait(&d->stage, &d->lock);
             d->stager_idle = 0;
             continue;
         }
-        if (sp_stage(d, t)) {
+        if (sp_stage(d, t, 1)) {
             d->st.staged_ahead++;
             sp_q_push(&d->staged, t, 0);
             if (d->idle_workers) pthread_cond_signal(&d->work);
@@ -439,6 +524,7 @@ sp_status sp_dag_open(sp_dag **out, sp_pool *pool, const sp_dag_options *opt)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     d->pool = pool;
     d->bound = ps.memory_bound;
+    d->stager_hold = UINT64_MAX;
     d->nworkers = opt && opt->workers ? opt->workers : (unsigned)(ncpu > 0 ? ncpu : 1);
     d->readahead = opt && opt->readahead ? (opt->readahead == -1u ? 0 : opt->readahead) : d->nworkers;
     d->st.workers = d->nworkers;
