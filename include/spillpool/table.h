@@ -14,6 +14,11 @@
  *
  * Errors from a partition's task (a malformed CSV file, a generator that failed)
  * reach whoever reads that partition, with the file and the task named.
+ *
+ * Caveats
+ * - Free every sp_dtable (and close every iterator) before closing its dag.
+ * - Functions given to generate, map and filter run on worker threads, several at
+ *   once: they must be thread safe, and their user data must outlive the table.
  */
 #ifndef SPILLPOOL_TABLE_H
 #define SPILLPOOL_TABLE_H

@@ -234,6 +234,19 @@ static int unknown_bench_opt(const char *bench, const char *opt)
     return 2;
 }
 
+/* "--bound SIZE" of a benchmark; returns as parse_uint_opt. */
+static int parse_bound_opt(int argc, char **argv, int *i, const char *bench, uint64_t *out)
+{
+    if (strcmp(argv[*i], "--bound") != 0) return 0;
+    const char *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+    if (!val || sp_parse_size(val, out) != SP_OK || *out == 0) {
+        fprintf(stderr, "spillpool bench %s: --bound '%s': expected a size such as 256MiB\n", bench, val ? val : "");
+        return -1;
+    }
+    (*i)++;
+    return 1;
+}
+
 static int cmd_bench_lazy(int argc, char **argv)
 {
     sp_bench_lazy_opts o = {.files = 87600, .runs = 5};
@@ -265,18 +278,9 @@ static int cmd_bench_table(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         int got = parse_demo_opt(argc, argv, &i, &o.demo);
         if (!got) got = parse_bench_opt(argc, argv, &i, 16, &o.runs, &o.json);
+        if (!got) got = parse_bound_opt(argc, argv, &i, "table", &o.memory_bound);
         if (got < 0) return 2;
-        if (got) continue;
-        if (strcmp(argv[i], "--bound") == 0) {
-            const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!val || sp_parse_size(val, &o.memory_bound) != SP_OK || o.memory_bound == 0) {
-                fprintf(stderr, "spillpool bench table: --bound '%s': expected a size such as 1GiB\n", val ? val : "");
-                return 2;
-            }
-            i++;
-            continue;
-        }
-        return unknown_bench_opt("table", argv[i]);
+        if (!got) return unknown_bench_opt("table", argv[i]);
     }
     return sp_bench_table(&o);
 }
@@ -312,20 +316,14 @@ static int cmd_bench(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         int got = parse_demo_opt(argc, argv, &i, &o.demo);
         if (!got) got = parse_bench_opt(argc, argv, &i, 16, &o.runs, &o.json);
+        if (!got) got = parse_bound_opt(argc, argv, &i, "filters", &o.memory_bound);
         if (got < 0) {
             free(list);
             return 2;
         }
         if (got) continue;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--bound") == 0) {
-            if (!val || sp_parse_size(val, &o.memory_bound) != SP_OK || o.memory_bound == 0) {
-                fprintf(stderr, "spillpool bench filters: --bound '%s': expected a size such as 256MiB\n",
-                        val ? val : "");
-                return 2;
-            }
-            i++;
-        } else if (strcmp(argv[i], "--chains") == 0 && val) {
+        if (strcmp(argv[i], "--chains") == 0 && val) {
             free(list);
             list = strdup(val);
             o.nchains = 0;

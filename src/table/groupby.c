@@ -178,6 +178,19 @@ static const void *sp_key_of(const sp_column *col, uint64_t r, uint64_t *tmp, ui
     return tmp;
 }
 
+/* Room for n groups' accumulators (new ones initialised). */
+static sp_status sp_accs_reserve(const sp_gb *gb, uint32_t n, sp_acc **accs, uint32_t *cap)
+{
+    if (n <= *cap) return SP_OK;
+    uint32_t nc = n * 2;
+    sp_acc *a = sp__realloc(*accs, (size_t)nc * gb->naggs * sizeof *a);
+    SP_RETURN_IF(!a, SP_ERR_NOMEM, "group-by: out of memory");
+    for (size_t i = (size_t)*cap * gb->naggs; i < (size_t)nc * gb->naggs; i++) sp_acc_init(&a[i]);
+    *accs = a;
+    *cap = nc;
+    return SP_OK;
+}
+
 /* Fold one partition: keys in km, accumulators in *accs (ngroups x naggs). */
 static sp_status sp_fold(const sp_gb *gb, const sp_table *p, sp__keymap *km, sp_acc **accs, uint32_t *cap)
 {
@@ -214,16 +227,7 @@ static sp_status sp_fold(const sp_gb *gb, const sp_table *p, sp__keymap *km, sp_
             const void *key = sp_key_of(kc, r, &tmp, &len);
             st = sp__keymap_get(km, key, len, 1, &g[r]);
         }
-    if (st == SP_OK && km->n > *cap) {
-        uint32_t nc = km->n * 2;
-        sp_acc *a = sp__realloc(*accs, (size_t)nc * gb->naggs * sizeof *a);
-        if (!a) st = sp__fail(SP_ERR_NOMEM, "group-by: out of memory");
-        else {
-            for (size_t i = (size_t)*cap * gb->naggs; i < (size_t)nc * gb->naggs; i++) sp_acc_init(&a[i]);
-            *accs = a;
-            *cap = nc;
-        }
-    }
+    if (st == SP_OK) st = sp_accs_reserve(gb, km->n, accs, cap);
     if (st != SP_OK) {
         sp__free(g);
         return st;
@@ -316,14 +320,7 @@ static sp_status sp_merge(const sp_gb *gb, const sp_bytes *b, sp__keymap *km, sp
         memcpy(&len, kp, 4);
         SP_FORWARD(sp__keymap_get(km, kp + 4, len, 1, &g));
         kp += 4 + len;
-        if (g >= *cap) {
-            uint32_t nc = (g + 1) * 2;
-            sp_acc *a = sp__realloc(*accs, (size_t)nc * gb->naggs * sizeof *a);
-            SP_RETURN_IF(!a, SP_ERR_NOMEM, "group-by: out of memory");
-            for (size_t k = (size_t)*cap * gb->naggs; k < (size_t)nc * gb->naggs; k++) sp_acc_init(&a[k]);
-            *accs = a;
-            *cap = nc;
-        }
+        SP_FORWARD(sp_accs_reserve(gb, g + 1, accs, cap));
         for (uint32_t a = 0; a < gb->naggs; a++) {
             sp_acc x;
             memcpy(&x, ap + ((size_t)i * hdr[1] + a) * sizeof x, sizeof x);
@@ -360,9 +357,13 @@ static sp_status sp_gb_setup(sp_dtable *t, const char *key, uint32_t naggs, cons
     return SP_OK;
 }
 
-/* Spawn the partial tasks, then merge them in order as they end. */
+/* Spawn the partial tasks, then merge them in order as they end: keys in km (set up
+ * here), accumulators in *accs (the caller frees both, whatever the status). */
 static sp_status sp_gb_run(sp_dtable *t, const sp_gb *gb, sp__keymap *km, sp_acc **accs, uint32_t *cap)
 {
+    sp__keymap_init(km);
+    *accs = NULL;
+    *cap = 0;
     sp_task **tasks = sp__calloc(t->nparts ? t->nparts : 1, sizeof *tasks);
     SP_RETURN_IF(!tasks, SP_ERR_NOMEM, "group-by: out of memory");
     sp_status st = SP_OK;
@@ -405,9 +406,8 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
     sp_gb gb;
     SP_FORWARD(sp_gb_setup(t, NULL, naggs, aggs, "reduce", &gb));
     sp__keymap km;
-    sp__keymap_init(&km);
-    sp_acc *accs = NULL;
-    uint32_t cap = 0;
+    sp_acc *accs;
+    uint32_t cap;
     sp_status st = sp_gb_run(t, &gb, &km, &accs, &cap);
     for (uint32_t a = 0; a < naggs && st == SP_OK; a++) {
         sp_acc x;
@@ -467,9 +467,8 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
     sp_gb gb;
     SP_FORWARD(sp_gb_setup(t, key, naggs, aggs, "group-by", &gb));
     sp__keymap km;
-    sp__keymap_init(&km);
-    sp_acc *accs = NULL;
-    uint32_t cap = 0;
+    sp_acc *accs;
+    uint32_t cap;
     sp_status st = sp_gb_run(t, &gb, &km, &accs, &cap);
     uint32_t n = km.n, na = gb.naggs;
     uint32_t *order = st == SP_OK ? sp__malloc((n ? n : 1) * sizeof *order) : NULL;
