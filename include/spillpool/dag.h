@@ -131,6 +131,8 @@ typedef struct sp_dag_stats {
     uint64_t spawned, completed, failed, cancelled;
     uint64_t staged_ahead;    /* tasks whose inputs the stager pinned before a worker took them */
     uint64_t memory_waits;    /* times a ready task waited because its bytes did not fit */
+    uint64_t handed_over;     /* inputs passed pinned from a task that just ended to its consumer */
+    uint64_t pins_dropped;    /* read-ahead pins let go because a running task needed room */
     uint64_t peak_reserved;   /* most bytes held by starting and running tasks at once */
     double input_wait_seconds; /* worker time spent pinning inputs (read-ahead lowers it) */
 } sp_dag_stats;

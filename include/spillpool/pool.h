@@ -149,6 +149,10 @@ typedef struct sp_put_options {
     /* This object's filter chain, e.g. "lz4" or "" for none; NULL: the pool's chain
      * at the time the object is spilled. */
     const char *filters;
+    /* Nonzero: the object comes back pinned for reading (as by sp_pin_read), so it
+     * cannot be spilled before the caller's sp_unpin; with MRU the object just put
+     * is otherwise the first victim. */
+    int pin;
 } sp_put_options;
 
 /* Hand obj to the pool; on success the pool owns it and *ref has one reference.

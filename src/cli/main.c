@@ -138,7 +138,7 @@ static int cmd_demo(int argc, char **argv)
                  "\"parts\":%u,\"rows\":%llu,\"seed\":%llu,\"session_dir_bytes\":%llu,"
                  "\"session_dir_files\":%llu,\"counts_a\":{\"alpha\":%llu,\"beta\":%llu,\"delta\":%llu,"
                  "\"eta\":%llu},\"group_by_a\":{\"alpha\":%llu,\"beta\":%llu,\"delta\":%llu,\"eta\":%llu},"
-                 "\"peak_rss\":%llu,\"tasks\":%llu,\"staged_ahead\":%llu",
+                 "\"peak_rss\":%llu,\"tasks\":%llu,\"staged_ahead\":%llu,\"memory_waits\":%llu,\"handed_over\":%llu,\"pins_dropped\":%llu",
                  (unsigned long long)r.checksum, r.seconds, r.put_seconds, r.read_seconds, o.parts,
                  (unsigned long long)o.rows, (unsigned long long)o.seed, (unsigned long long)r.session_bytes,
                  (unsigned long long)r.session_files, (unsigned long long)r.counts_a[0],
@@ -146,7 +146,9 @@ static int cmd_demo(int argc, char **argv)
                  (unsigned long long)r.counts_a[3], (unsigned long long)r.groups_a[0],
                  (unsigned long long)r.groups_a[1], (unsigned long long)r.groups_a[2],
                  (unsigned long long)r.groups_a[3], (unsigned long long)r.peak_rss,
-                 (unsigned long long)r.dag.completed, (unsigned long long)r.dag.staged_ahead);
+                 (unsigned long long)r.dag.completed, (unsigned long long)r.dag.staged_ahead,
+                 (unsigned long long)r.dag.memory_waits, (unsigned long long)r.dag.handed_over,
+                 (unsigned long long)r.dag.pins_dropped);
         sp_stats_fprint_json(&r.stats, stdout, extra);
         putchar('\n');
     } else {

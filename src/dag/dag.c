@@ -217,8 +217,10 @@ static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
              * policy that evicts the newest object (MRU) cannot spill it first. */
             for (unsigned i = 0; t->result_pinned && i < x->nargs; i++)
                 if (x->args[i].kind == SP_ARG_TASK && x->args[i].v.task == t && x->pinned[i] == SP_REF_NULL &&
-                    sp_pin_read(d->pool, t->result, &x->inputs[i]) == SP_OK)
+                    sp_pin_read(d->pool, t->result, &x->inputs[i]) == SP_OK) {
                     x->pinned[i] = t->result;
+                    d->st.handed_over++;
+                }
             /* Ahead of the queue: its input was just made and is still in memory. */
             sp_q_push(&d->ready, x, 1);
             sp_wake_workers(d);
@@ -274,6 +276,7 @@ static unsigned sp_yield_ahead(sp_dag *d)
                 n++;
             }
     if (n && d->has_stager && d->stager_idle) pthread_cond_signal(&d->stage);
+    d->st.pins_dropped += n;
     return n;
 }
 
@@ -403,7 +406,10 @@ static void sp_run(sp_dag *d, sp_task *t)
     if (st == SP_OK && ctx.obj) {
         bytes = ctx.type->size(ctx.obj);
         for (;;) {
-            st = sp_put(d->pool, ctx.obj, ctx.type, NULL, &t->result);
+            /* Put pinned: it is handed to the dependents it makes ready at the end. */
+            sp_put_options po = {.pin = 1};
+            st = sp_put(d->pool, ctx.obj, ctx.type, &po, &t->result);
+            if (st == SP_OK) t->result_pinned = 1;
             if (st != SP_ERR_MEMORY_FULL) break;
             /* Other tasks' pins hold the bound: drop read-ahead, or wait for a task
              * that is still computing to end; fail only when no one can free room. */
@@ -418,9 +424,6 @@ static void sp_run(sp_dag *d, sp_task *t)
             t->result = SP_REF_NULL;
         }
     } else if (ctx.obj) ctx.type->free(ctx.obj);
-    const void *ignored;
-    if (st == SP_OK && t->result != SP_REF_NULL && sp_pin_read(d->pool, t->result, &ignored) == SP_OK)
-        t->result_pinned = 1;
     pthread_mutex_lock(&d->lock);
     t->result_bytes = bytes;
     sp_end(d, t, st, msg);

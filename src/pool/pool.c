@@ -719,7 +719,10 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
     if (st == SP_OK) {
         o->serial = ++p->serial;
         p->n_mem++;
-        sp_list_push_front(p, o);
+        if (opt && opt->pin) { /* pinned from the start: no victim pick can see it */
+            o->pins = 1;
+            p->n_pinned++;
+        } else sp_list_push_front(p, o);
         sp_flusher_poke(p);
     }
     pthread_mutex_unlock(&p->lock);
