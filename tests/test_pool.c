@@ -437,6 +437,30 @@ static void big_buffers_are_recycled(void **state)
     for (int i = 0; i < 20; i++) sp_bytes_free(many[i]);
 }
 
+/* Put with .pin: pinned from the start (not a victim, counted as pinned) until the
+ * caller's unpin, after which it is an ordinary object. */
+static void put_pinned_is_not_a_victim_until_unpinned(void **state)
+{
+    fix *f = *state;
+    sp_ref a;
+    sp_bytes *b = sp_bytes_new(600);
+    memset(b->data, 1, 600);
+    t_ok(sp_put(f->p, b, &sp_bytes_type, &(sp_put_options){.pin = 1}, &a));
+    sp_ref_info info;
+    t_ok(sp_ref_query(f->p, a, &info));
+    assert_int_equal(info.pins, 1);
+    sp_ref c;
+    sp_bytes *other = sp_bytes_new(600);
+    t_status(sp_put(f->p, other, &sp_bytes_type, NULL, &c), SP_ERR_MEMORY_FULL);
+    sp_bytes_free(other); /* still the caller's after an error */
+    t_status(sp_release(f->p, a), SP_ERR_BUSY);
+    t_ok(sp_unpin(f->p, a));
+    sp_ref d = t_put(f->p, 600, 3); /* now a can go to disk */
+    assert_int_equal(t_tier(f->p, a), SP_TIER_DISK);
+    t_ok(sp_release(f->p, a));
+    t_ok(sp_release(f->p, d));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 int main(void)
 {
@@ -461,6 +485,7 @@ int main(void)
         T(printing_shows_bounds_policy_and_counters),
         T(null_arguments_are_invalid),
         T(read_pins_keep_a_clean_copy),
+        T(put_pinned_is_not_a_victim_until_unpinned),
         cmocka_unit_test(big_buffers_are_recycled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
