@@ -1,11 +1,14 @@
 /* The CSV loader: RFC 4180 quoting, type inference and schemas, dictionary-coded
  * strings, errors with line and column, and the loader under the pool. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testlib.h"
+
+#define SP_TEST_PRINTF __attribute__((format(printf, 2, 3)))
 
 static sp_table *parse_ok(const char *text, const sp_csv_options *opt)
 {
@@ -255,6 +258,237 @@ static void loader_under_the_pool(void **state)
     free(dir);
 }
 
+/* ---- chunked parsing: the records cut at line breaks and parsed in parallel ---- */
+
+/* Internal (src/table/csv.c): a parse cut into nchunks chunks, 0 as sp_csv_parse. */
+sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options *opt, const char *what,
+                               unsigned nchunks, sp_table **out);
+
+static sp_table *parse_chunks(const char *text, size_t len, const sp_csv_options *opt, unsigned n)
+{
+    sp_table *t = NULL;
+    t_ok(sp__csv_parse_chunks(text, len, opt, "t.csv", n, &t));
+    return t;
+}
+
+/* Bit for bit: types, values (a NaN or -0.0 too), dictionaries in the same order. */
+static void assert_same_table(const sp_table *a, const sp_table *b)
+{
+    assert_int_equal(a->ncols, b->ncols);
+    assert_int_equal(a->nrows, b->nrows);
+    assert_int_equal(a->bytes, b->bytes);
+    for (uint32_t c = 0; c < a->ncols; c++) {
+        const sp_column *x = &a->cols[c], *y = &b->cols[c];
+        assert_string_equal(x->name, y->name);
+        assert_int_equal(x->type, y->type);
+        if (a->nrows == 0) continue;
+        if (x->type == SP_COL_INT64) assert_memory_equal(x->i64, y->i64, a->nrows * 8);
+        if (x->type == SP_COL_DOUBLE) assert_memory_equal(x->f64, y->f64, a->nrows * 8);
+        if (x->type == SP_COL_STRING) {
+            assert_int_equal(x->ndict, y->ndict);
+            assert_memory_equal(x->codes, y->codes, a->nrows * 4);
+            for (uint32_t k = 0; k < x->ndict; k++) {
+                assert_int_equal(x->dict_len[k], y->dict_len[k]);
+                assert_memory_equal(x->dict[k], y->dict[k], x->dict_len[k] + 1);
+            }
+        }
+    }
+}
+
+/* Every chunk count from 1 to 9 gives the one-chunk answer (or its error). */
+static void assert_chunks_agree(const char *text, size_t len, const sp_csv_options *opt)
+{
+    sp_table *one = NULL;
+    sp_status st1 = sp__csv_parse_chunks(text, len, opt, "t.csv", 1, &one);
+    char err1[512];
+    snprintf(err1, sizeof err1, "%s", st1 == SP_OK ? "" : sp_last_error());
+    for (unsigned n = 2; n <= 9; n++) {
+        sp_table *t = NULL;
+        sp_status st = sp__csv_parse_chunks(text, len, opt, "t.csv", n, &t);
+        assert_int_equal(st, st1);
+        if (st != SP_OK) {
+            assert_string_equal(sp_last_error(), err1);
+            continue;
+        }
+        assert_same_table(one, t);
+        sp_table_free(t);
+    }
+    sp_table_free(one);
+}
+
+typedef struct text {
+    char *s;
+    size_t len, cap;
+} text;
+
+static void put(text *t, const char *fmt, ...) SP_TEST_PRINTF;
+static void put(text *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = t->cap ? t->cap * 2 : 4096;
+        t->s = realloc(t->s, t->cap);
+        assert_non_null(t->s);
+    }
+}
+
+static void chunks_split_at_record_boundaries(void **state)
+{
+    (void)state;
+    /* A quoted field with line breaks in the middle of the file: cuts in halves,
+     * thirds, ... land inside it, and the chunk after a bad cut is dropped. */
+    text t = {0};
+    put(&t, "id,note,v\n");
+    for (int r = 0; r < 400; r++) put(&t, "%d,plain %d,%d\n", r, r % 7, r * 3);
+    put(&t, "400,\"");
+    for (int k = 0; k < 300; k++) put(&t, "line %d, with \"\"quotes\"\"\n", k);
+    put(&t, "\",1200\r\n");
+    for (int r = 401; r < 800; r++) put(&t, "%d,\"q\n%d\",%d\n", r, r % 5, r * 3);
+    assert_chunks_agree(t.s, t.len, NULL);
+    sp_table *one = parse_chunks(t.s, t.len, NULL, 1);
+    assert_int_equal(one->nrows, 800);
+    assert_int_equal(one->cols[0].type, SP_COL_INT64);
+    assert_int_equal(one->cols[2].i64[400], 1200);
+    const char *note = one->cols[1].dict[one->cols[1].codes[400]];
+    assert_true(strncmp(note, "line 0, with \"quotes\"\nline 1,", 29) == 0);
+    assert_string_equal(one->cols[1].dict[one->cols[1].codes[799]], "q\n4");
+    sp_table_free(one);
+    /* an error after the long field: its line counts every break before it */
+    put(&t, "800,x\n");
+    size_t lines = 1;
+    for (size_t i = 0; i + 1 < t.len; i++) lines += t.s[i] == '\n';
+    for (unsigned n = 1; n <= 9; n++) {
+        sp_table *bad = NULL;
+        t_status(sp__csv_parse_chunks(t.s, t.len, NULL, "t.csv", n, &bad), SP_ERR_CORRUPT);
+        char want[64];
+        snprintf(want, sizeof want, "line %zu: 2 fields, the header has 3", lines);
+        if (!strstr(sp_last_error(), want)) fail_msg("%u chunks: \"%s\" lacks \"%s\"", n, sp_last_error(), want);
+    }
+    free(t.s);
+}
+
+static void chunks_agree_on_types_and_codes(void **state)
+{
+    (void)state;
+    /* ints early and a double late; text late; strings that differ by chunk; "-0"
+     * after the first double (a one-pass parse reads it as the double -0.0) */
+    text t = {0};
+    put(&t, "i,d,s,late,z\n");
+    for (int r = 0; r < 2000; r++)
+        put(&t, "%d,%d,%s,%d,%s\n", r, r, r < 1000 ? (r % 2 ? "a" : "b") : (r % 3 ? "c" : "a"), r,
+            r == 10 ? "0.5" : r % 100 == 99 ? "-0" : "7");
+    put(&t, "2000,2.5,d,word,-0\n");
+    assert_chunks_agree(t.s, t.len, NULL);
+    for (unsigned n = 1; n <= 4; n++) {
+        sp_table *p = parse_chunks(t.s, t.len, NULL, n);
+        assert_int_equal(p->nrows, 2001);
+        assert_int_equal(p->cols[0].type, SP_COL_INT64);
+        assert_int_equal(p->cols[1].type, SP_COL_DOUBLE);
+        assert_true(p->cols[1].f64[1999] == 1999.0 && p->cols[1].f64[2000] == 2.5);
+        assert_int_equal(p->cols[2].type, SP_COL_STRING);
+        assert_int_equal(p->cols[2].ndict, 4); /* codes in order of first appearance */
+        assert_string_equal(p->cols[2].dict[0], "b");
+        assert_string_equal(p->cols[2].dict[1], "a");
+        assert_string_equal(p->cols[2].dict[2], "c");
+        assert_string_equal(p->cols[2].dict[3], "d");
+        assert_int_equal(p->cols[3].type, SP_COL_STRING);
+        assert_string_equal(str_at(p, 3, 1234), "1234");
+        assert_string_equal(str_at(p, 3, 2000), "word");
+        assert_int_equal(p->cols[4].type, SP_COL_DOUBLE);
+        assert_true(p->cols[4].f64[1999] == 0 && signbit(p->cols[4].f64[1999]));
+        assert_true(p->cols[4].f64[2000] == 0 && signbit(p->cols[4].f64[2000]));
+        sp_table_free(p);
+    }
+    /* "-0" before any double is an integer 0: widened later, it stays +0.0 */
+    text u = {0};
+    put(&u, "z\n-0\n");
+    for (int r = 0; r < 500; r++) put(&u, "%d\n", r);
+    put(&u, "0.5\n");
+    assert_chunks_agree(u.s, u.len, NULL);
+    sp_table *p = parse_chunks(u.s, u.len, NULL, 3);
+    assert_int_equal(p->cols[0].type, SP_COL_DOUBLE);
+    assert_true(p->cols[0].f64[0] == 0 && !signbit(p->cols[0].f64[0]));
+    sp_table_free(p);
+    /* with a schema: a misfit in a late chunk is the error, with its line */
+    static const sp_col_type types[] = {SP_COL_INT64, SP_COL_DOUBLE};
+    sp_csv_options o = {.schema = types, .schema_cols = 2};
+    text v = {0};
+    put(&v, "a,b\n");
+    for (int r = 0; r < 900; r++) put(&v, "%d,%d.5\n", r, r);
+    put(&v, "1.5,2\n");
+    for (int r = 0; r < 100; r++) put(&v, "%d,x\n", r);
+    assert_chunks_agree(v.s, v.len, &o);
+    sp_table *bad = NULL;
+    t_status(sp__csv_parse_chunks(v.s, v.len, &o, "t.csv", 4, &bad), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "line 902, field 1 (column 1): not an int64: 1.5"));
+    free(t.s);
+    free(u.s);
+    free(v.s);
+}
+
+/* Random CSV with quoting, line breaks in quotes, CRLF, numbers and text, and now
+ * and then a malformed record: any number of chunks agrees with one. */
+static void chunks_agree_on_random_csv(void **state)
+{
+    (void)state;
+    static const char *vals[] = {"1", "-0", "007", "-17", "3.5", "-0.0", ".5", "1e3", "", "abc", "x y",
+                                 "9223372036854775807", "99999999999999999999", "+4", "12345678", "123456789", "1."};
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+#define RND(n) (x ^= x << 13, x ^= x >> 7, x ^= x << 17, (unsigned)(x % (n)))
+    for (int it = 0; it < 300; it++) {
+        text t = {0};
+        char delim = RND(2) ? ',' : ';';
+        int ncols = 1 + (int)RND(4), rows = 1 + (int)RND(it % 10 == 0 ? 2000 : 80), bad = RND(4) == 0;
+        for (int r = 0; r <= rows; r++) {
+            for (int f = 0; f < ncols + (bad && RND(300) == 0); f++) {
+                if (f) put(&t, "%c", delim);
+                unsigned k = RND(10);
+                if (k < 7) put(&t, "%s", vals[RND(sizeof vals / sizeof *vals)]);
+                else if (k < 9) {
+                    put(&t, "\"");
+                    for (unsigned m = RND(5); m; m--) {
+                        static const char *in[] = {"\"\"", "\n", ",", ";", "\r\n", "q", "5"};
+                        put(&t, "%s", in[RND(7)]);
+                    }
+                    put(&t, "\"");
+                } else put(&t, "%d", (int)RND(100000) - 50000);
+                if (bad && RND(400) == 0) put(&t, "%s", RND(2) ? "\"" : "x\"");
+            }
+            if (r < rows || RND(2)) put(&t, RND(4) ? "\n" : "\r\n");
+        }
+        sp_csv_options o = {.delim = delim, .no_header = (int)RND(2)};
+        assert_chunks_agree(t.s, t.len, &o);
+        free(t.s);
+    }
+#undef RND
+}
+
+/* Big enough that sp_csv_parse itself cuts it (one chunk per core). */
+static void big_input_is_split_and_agrees(void **state)
+{
+    (void)state;
+    text t = {0};
+    put(&t, "hour,station,temp,note\n");
+    static const char *st[] = {"north", "south", "\"harbour, pier 3\"", "east"};
+    for (int r = 0; t.len < (3u << 20); r++)
+        put(&t, "%d,%s,%d.%02d,%s\n", r / 60, st[r % 4], r % 40 - 20, r % 100, r % 1000 == 999 ? "\"a\nb\"" : "x");
+    sp_table *a = NULL, *b = parse_chunks(t.s, t.len, NULL, 1);
+    t_ok(sp_csv_parse(t.s, t.len, NULL, "t.csv", &a));
+    assert_same_table(a, b);
+    assert_int_equal(a->cols[1].ndict, 4);
+    assert_int_equal(a->cols[2].type, SP_COL_DOUBLE);
+    sp_table_free(a);
+    sp_table_free(b);
+    free(t.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +497,10 @@ int main(void)
         cmocka_unit_test(schemas_are_enforced),
         cmocka_unit_test(malformed_input_names_line_and_column),
         cmocka_unit_test(loader_under_the_pool),
+        cmocka_unit_test(chunks_split_at_record_boundaries),
+        cmocka_unit_test(chunks_agree_on_types_and_codes),
+        cmocka_unit_test(chunks_agree_on_random_csv),
+        cmocka_unit_test(big_input_is_split_and_agrees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
