@@ -307,6 +307,158 @@ static void batch_registration_is_all_or_nothing(void **state)
     free(refs);
 }
 
+/* ---- sources that are not file paths ---- */
+
+/* An in-memory "object store": handle "key-<i>" is entry i. */
+typedef struct {
+    const char *bytes[4];
+    size_t len[4];
+    uint64_t version[4];
+    size_t short_by;  /* read delivers this many bytes fewer than open said */
+    int fail_read;
+    atomic_int opens, closes;
+} mem_store;
+
+typedef struct {
+    mem_store *s;
+    int i;
+} mem_file;
+
+static sp_status ms_open(void *ctx, const char *handle, void **file, uint64_t *size, uint64_t *version)
+{
+    mem_store *s = ctx;
+    atomic_fetch_add(&s->opens, 1);
+    int i = -1;
+    if (sscanf(handle, "key-%d", &i) != 1 || i < 0 || i > 3 || !s->bytes[i]) return SP_ERR_NOT_FOUND;
+    mem_file *f = malloc(sizeof *f);
+    f->s = s;
+    f->i = i;
+    *file = f;
+    *size = s->len[i];
+    *version = s->version[i];
+    return SP_OK;
+}
+
+static sp_status ms_read(void *file, uint64_t offset, void *buf, size_t len, size_t *got)
+{
+    mem_file *f = file;
+    mem_store *s = f->s;
+    if (s->fail_read) return SP_ERR_IO;
+    size_t have = s->len[f->i] - s->short_by;
+    size_t n = offset >= have ? 0 : (have - offset < len ? have - offset : len);
+    memcpy(buf, s->bytes[f->i] + offset, n);
+    *got = n;
+    return SP_OK;
+}
+
+static void ms_close(void *file)
+{
+    mem_file *f = file;
+    atomic_fetch_add(&f->s->closes, 1);
+    free(f);
+}
+
+static void handles_load_through_source_methods(void **state)
+{
+    fix *f = *state;
+    mem_store ms = {{"alpha bytes", "sym,qty\nA,1\nB,2\nA,3\n"}, {11, 20}, {7, 1}, 0, 0, 0, 0};
+    sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
+    sp_lazy_options o = {.source = &m};
+    sp_ref r[40];
+    char h[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(h, sizeof h, "key-%d", i % 4);
+        t_ok(sp_put_lazy(f->p, h, &sp_bytes_type, &o, &r[i]));
+    }
+    assert_int_equal(atomic_load(&ms.opens), 0); /* registration never opens */
+    const void *obj;
+    t_ok(sp_pin_read(f->p, r[0], &obj));
+    assert_int_equal(((const sp_bytes *)obj)->len, 11);
+    assert_memory_equal(((const sp_bytes *)obj)->data, "alpha bytes", 11);
+    t_ok(sp_unpin(f->p, r[0]));
+    assert_int_equal(atomic_load(&ms.opens), 1);
+    assert_int_equal(atomic_load(&ms.closes), 1);
+    /* A CSV handle through the CSV loader. */
+    sp_ref c;
+    t_ok(sp_put_lazy(f->p, "key-1", &sp_csv_type, &o, &c));
+    t_ok(sp_pin_read(f->p, c, &obj));
+    const sp_table *t = obj;
+    assert_int_equal(t->nrows, 3);
+    assert_int_equal(t->cols[1].i64[2], 3);
+    t_ok(sp_unpin(f->p, c));
+    /* Clean eviction drops it; the next pin opens the source again. */
+    push_out(f);
+    t_ok(sp_pin_read(f->p, r[0], &obj));
+    t_ok(sp_unpin(f->p, r[0]));
+    assert_int_equal(atomic_load(&ms.opens), 3);
+    assert_int_equal(stats(f->p).files_written, 0);
+    t_ok(sp_release(f->p, c));
+    for (int i = 0; i < 40; i++) t_ok(sp_release(f->p, r[i]));
+}
+
+static void changed_handles_are_stale_or_reloaded(void **state)
+{
+    fix *f = *state;
+    mem_store ms = {{"version one", "version one"}, {11, 11}, {1, 1}, 0, 0, 0, 0};
+    sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
+    sp_lazy_options strict = {.source = &m}, reload = {.reload = 1, .source = &m};
+    sp_ref a, b;
+    t_ok(sp_put_lazy(f->p, "key-0", &sp_bytes_type, &strict, &a));
+    t_ok(sp_put_lazy(f->p, "key-1", &sp_bytes_type, &reload, &b));
+    const void *obj;
+    t_ok(sp_pin_read(f->p, a, &obj));
+    t_ok(sp_unpin(f->p, a));
+    t_ok(sp_pin_read(f->p, b, &obj));
+    t_ok(sp_unpin(f->p, b));
+    push_out(f);
+    ms.bytes[0] = ms.bytes[1] = "version two!";
+    ms.len[0] = ms.len[1] = 12;
+    ms.version[0] = ms.version[1] = 2;
+    t_status(sp_pin_read(f->p, a, &obj), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "key-0"));
+    assert_non_null(strstr(sp_last_error(), "version 1 -> 2"));
+    t_ok(sp_pin_read(f->p, b, &obj));
+    assert_memory_equal(((const sp_bytes *)obj)->data, "version two!", 12);
+    t_ok(sp_unpin(f->p, b));
+    t_ok(sp_release(f->p, a));
+    t_ok(sp_release(f->p, b));
+}
+
+static void bad_handles_fail_that_object_only(void **state)
+{
+    fix *f = *state;
+    mem_store ms = {{"0123456789"}, {10}, {1}, 0, 0, 0, 0};
+    sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
+    sp_lazy_options o = {.source = &m};
+    sp_ref missing, good;
+    t_ok(sp_put_lazy(f->p, "key-3", &sp_bytes_type, &o, &missing));
+    t_ok(sp_put_lazy(f->p, "key-0", &sp_bytes_type, &o, &good));
+    const void *obj;
+    t_status(sp_pin_read(f->p, missing, &obj), SP_ERR_NOT_FOUND);
+    assert_non_null(strstr(sp_last_error(), "source key-3): open"));
+    ms.short_by = 4; /* the source delivers less than it said */
+    t_status(sp_pin_read(f->p, good, &obj), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "ended at byte 6"));
+    ms.short_by = 0;
+    ms.fail_read = 1;
+    t_status(sp_pin_read(f->p, good, &obj), SP_ERR_IO);
+    assert_non_null(strstr(sp_last_error(), "read at byte 0"));
+    ms.fail_read = 0;
+    t_ok(sp_pin_read(f->p, good, &obj)); /* nothing was lost: it loads once the source works */
+    t_ok(sp_unpin(f->p, good));
+    assert_int_equal(atomic_load(&ms.opens), atomic_load(&ms.closes) + 1); /* the failed open has no close */
+    sp_source_methods v2 = m, noread = m;
+    v2.version = 2;
+    noread.read = NULL;
+    sp_ref x;
+    t_status(sp_put_lazy(f->p, "key-0", &sp_bytes_type, &(sp_lazy_options){.source = &v2}, &x), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "version 2"));
+    t_status(sp_put_lazy(f->p, "key-0", &sp_bytes_type, &(sp_lazy_options){.source = &noread}, &x), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "lack a method"));
+    t_ok(sp_release(f->p, missing));
+    t_ok(sp_release(f->p, good));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +470,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(handles_load_through_source_methods, setup, teardown),
+        cmocka_unit_test_setup_teardown(changed_handles_are_stale_or_reloaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_handles_fail_that_object_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,15 +180,35 @@ sp_status sp_unpin(sp_pool *pool, sp_ref ref);
 
 /* ---- Registered source files: data already on disk, read when first used ---- */
 
+/* A source that is not a local file path (a key in an object store, a file on a
+ * network service, a blob in a database), read through the caller's methods. The
+ * caller keeps the struct and ctx alive while objects registered with it live; the
+ * methods may be called from any thread, several at once. */
+typedef struct sp_source_methods {
+    int version; /* 1 */
+    void *ctx;
+    /* Open `handle` for reading: *file goes to read and close; *size is its length in
+     * bytes; *version is a value that changes whenever its content does (an mtime, a
+     * hash of an etag). Errors: SP_ERR_NOT_FOUND, SP_ERR_PERMISSION, SP_ERR_IO, with a
+     * detail message (sp_last_error) set through the caller's own means or left "". */
+    sp_status (*open)(void *ctx, const char *handle, void **file, uint64_t *size, uint64_t *version);
+    /* Read up to len bytes at offset into buf; *got is how many (0 only at the end). */
+    sp_status (*read)(void *file, uint64_t offset, void *buf, size_t len, size_t *got);
+    void (*close)(void *file);
+} sp_source_methods;
+
 typedef struct sp_lazy_options {
     /* A source that changed since its last load is loaded again (0: SP_ERR_STALE). */
     int reload;
     /* Eviction writes the loaded (parsed) object to the spill directory, for loaders
      * whose parse costs more than reading the source again (0: drop it, re-read). */
     int cache_parsed;
+    /* Handles are read through these methods; NULL: handles are file paths. */
+    const sp_source_methods *source;
 } sp_lazy_options;
 
-/* Register the file at path as an object whose stored form is the file's bytes, read
+/* Register the file at path (or, with opt->source, any handle those methods open)
+ * as an object whose stored form is the file's bytes, read
  * by loader->decode(reader, file size, &obj) on the first pin. Registration does no
  * I/O at all (no open, no stat): a missing or unreadable file is reported by the pin
  * that needs it, for that object only. The file is never written or deleted by the
@@ -199,7 +219,9 @@ typedef struct sp_lazy_options {
  * At each load the file's size, times and identity are recorded; a file that
  * changed by the next load gives SP_ERR_STALE (or is reloaded, with opt->reload);
  * one that changes during a load is refused, never half old and half new.
- * Errors: SP_ERR_INVALID (NULL or empty path, a loader lacking methods), SP_ERR_NOMEM. */
+ * With opt->source the version the methods give stands for the times and identity.
+ * Errors: SP_ERR_INVALID (NULL or empty path, a loader lacking methods, source methods
+ * of another version or lacking one), SP_ERR_NOMEM. */
 sp_status sp_put_lazy(sp_pool *pool, const char *path, const sp_type *loader, const sp_lazy_options *opt,
                       sp_ref *ref);
 /* Register n files under one lock: refs[i] for paths[i]. On error none is registered. */

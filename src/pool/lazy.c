@@ -24,11 +24,47 @@ static int sp_stamp_same(const sp_stamp *a, const sp_stamp *b)
            a->dev == b->dev;
 }
 
-sp_status sp__source_load(const char *path, uint64_t serial, const sp_type *loader, sp_stamp *stamp, int known,
-                          int reload, void **data)
+/* A source read through the caller's methods: its version stands for the stamp's
+ * times and identity. */
+static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, const char *what,
+                                const sp_type *loader, sp_stamp *stamp, int known, int reload, void **data)
+{
+    void *file = NULL;
+    uint64_t size = 0, version = 0;
+    sp__fail(SP_OK, "%s", "");
+    sp_status rc = m->open(m->ctx, handle, &file, &size, &version);
+    if (rc != SP_OK) /* the methods may have said why, or not */
+        return sp_last_error()[0] ? sp__wrap(rc, "loading %s: open", what)
+                                  : sp__fail(rc, "loading %s: open: %s", what, sp_strerror(rc));
+    sp_stamp now = {size, 0, 0, (int64_t)version, 0};
+    if (known && !sp_stamp_same(stamp, &now) && !reload)
+        rc = sp__fail(SP_ERR_STALE,
+                      "loading %s: the source changed since it was loaded (size %llu -> %llu bytes, version %llu -> "
+                      "%llu); register it again, or ask for reloads",
+                      what, (unsigned long long)stamp->size, (unsigned long long)size,
+                      (unsigned long long)stamp->mtime_ns, (unsigned long long)version);
+    void *d = NULL;
+    if (rc == SP_OK) {
+        sp_reader r;
+        sp__reader_begin_source(&r, m, file, size, what);
+        r.arg = loader->arg;
+        rc = loader->decode(&r, size, &d);
+        if (rc == SP_OK && (rc = sp__reader_finish(&r)) != SP_OK) loader->free(d);
+        sp__reader_cleanup(&r);
+    }
+    m->close(file);
+    if (rc != SP_OK) return rc;
+    *stamp = now;
+    *data = d;
+    return SP_OK;
+}
+
+sp_status sp__source_load(const char *path, const sp_source_methods *m, uint64_t serial, const sp_type *loader,
+                          sp_stamp *stamp, int known, int reload, void **data)
 {
     char what[600];
     snprintf(what, sizeof what, "object %llu (source %s)", (unsigned long long)serial, path);
+    if (m) return sp_handle_load(path, m, what, loader, stamp, known, reload, data);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return sp__fail_errno(SP_OK, errno, "loading %s: open", what);
     struct stat st;

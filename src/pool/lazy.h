@@ -12,12 +12,13 @@ typedef struct sp_stamp {
     int64_t mtime_ns, ctime_ns;
 } sp_stamp;
 
-/* Open path, check it against stamp (when known), run the loader over its bytes,
+/* Open path (through m when not NULL: its version stands for the times and
+ * identity), check it against stamp (when known), run the loader over its bytes,
  * and check that nothing changed meanwhile; on success stamp is updated. Errors:
  * SP_ERR_NOT_FOUND / SP_ERR_PERMISSION / SP_ERR_IO from the file, SP_ERR_STALE (changed
  * since the last load and reload not asked, or changed during the read), the
  * loader's own errors. Nothing is returned on error. */
-SP_HIDDEN sp_status sp__source_load(const char *path, uint64_t serial, const sp_type *loader, sp_stamp *stamp,
-                                    int known, int reload, void **data);
+SP_HIDDEN sp_status sp__source_load(const char *path, const sp_source_methods *m, uint64_t serial,
+                                    const sp_type *loader, sp_stamp *stamp, int known, int reload, void **data);
 
 #endif

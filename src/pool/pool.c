@@ -751,6 +751,7 @@ static sp_obj *sp_lazy_obj(sp_pool *p, const char *path, const sp_type *loader, 
     o->lazy = 1;
     o->src_reload = opt && opt->reload;
     o->src_cache = opt && opt->cache_parsed;
+    o->src_m = opt ? opt->source : NULL;
     return o;
 }
 
@@ -762,6 +763,10 @@ sp_status sp_put_lazy_many(sp_pool *p, size_t n, const char *const *paths, const
                  "sp_put_lazy: loader '%s' lacks a method", loader->name ? loader->name : "?");
     for (size_t i = 0; i < n; i++)
         SP_RETURN_IF(!paths[i] || !paths[i][0], SP_ERR_INVALID, "sp_put_lazy: path %zu is empty", i);
+    const sp_source_methods *sm = opt ? opt->source : NULL;
+    SP_RETURN_IF(sm && (sm->version != 1 || !sm->open || !sm->read || !sm->close), SP_ERR_INVALID,
+                 "sp_put_lazy: source methods of version %d%s (this library reads version 1, with open, read "
+                 "and close)", sm ? sm->version : 0, sm && sm->version == 1 ? " lack a method" : "");
     sp_obj *one[1], **objs = n == 1 ? one : sp__malloc(n * sizeof *objs);
     SP_RETURN_IF(n && !objs, SP_ERR_NOMEM, "sp_put_lazy: out of memory");
     pthread_mutex_lock(&p->lock); /* the slab is the pool's */
@@ -831,7 +836,8 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
     uint64_t t0 = sp__now_ns();
     void *data = NULL;
     if (from_source)
-        st = sp__source_load(o->source, o->serial, o->type, &o->stamp, o->src_known, o->src_reload, &data);
+        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
+                             &data);
     else st = sp_read_object(p, o, &data);
     int removed = 0;
     if (st == SP_OK && !o->retain && !from_source && mutable) {

@@ -37,6 +37,7 @@ typedef struct sp_obj {
      * source file, so eviction drops it; a mutable pin makes it dirty for good. */
     uint8_t lazy, dirty, src_known, src_reload, src_cache, in_slab;
     const char *source; /* stored after the object, in the same allocation */
+    const sp_source_methods *src_m; /* how to read it; NULL: a file path */
     sp_stamp stamp;
 } sp_obj;
 

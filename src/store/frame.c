@@ -478,11 +478,33 @@ void sp__reader_begin_raw(sp_reader *r, int fd, uint64_t size, const char *what)
     r->what = what;
 }
 
+void sp__reader_begin_source(sp_reader *r, const sp_source_methods *m, void *file, uint64_t size, const char *what)
+{
+    sp__reader_begin_raw(r, -1, size, what);
+    r->src_m = m;
+    r->src_file = file;
+}
+
 static sp_status sp_read_raw(sp_reader *r, unsigned char *p, size_t len)
 {
     SP_RETURN_IF(len > r->file_size - r->consumed, SP_ERR_CORRUPT,
                  "%s: the loader asked for %zu bytes at byte %llu of a %llu-byte file", r->what, len,
                  (unsigned long long)r->consumed, (unsigned long long)r->file_size);
+    while (len > 0 && r->src_m) {
+        size_t got = 0;
+        sp__fail(SP_OK, "%s", "");
+        sp_status st = r->src_m->read(r->src_file, r->consumed, p, len, &got);
+        if (st != SP_OK)
+            return sp_last_error()[0] ? sp__wrap(st, "%s: read at byte %llu", r->what, (unsigned long long)r->consumed)
+                                      : sp__fail(st, "%s: read at byte %llu: %s", r->what,
+                                                 (unsigned long long)r->consumed, sp_strerror(st));
+        SP_RETURN_IF(got == 0 || got > len, SP_ERR_STALE, "%s: the source ended at byte %llu, but was %llu bytes "
+                     "when opened (changed while being read)", r->what, (unsigned long long)r->consumed,
+                     (unsigned long long)r->file_size);
+        r->consumed += got;
+        p += got;
+        len -= got;
+    }
     while (len > 0) {
         ssize_t n = read(r->raw_fd, p, len > (1u << 30) ? (1u << 30) : len);
         if (n < 0 && errno == EINTR) continue;

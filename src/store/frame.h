@@ -51,6 +51,8 @@ struct sp_reader {
     const sp_store_methods *m;
     void *file;
     int raw, raw_fd; /* raw: the bytes of a plain file (a registered source), no frames */
+    const sp_source_methods *src_m; /* a raw source read through the caller's methods */
+    void *src_file;
     const void *arg; /* the type's arg */
     const char *what; /* the object and path, for messages */
     uint64_t file_size, consumed, raw_total, frames;
@@ -81,6 +83,9 @@ SP_HIDDEN sp_status sp__reader_begin(sp_reader *r, const sp_store_methods *m, vo
 /* A reader of a plain file's bytes, for loaders of registered sources: size is what
  * fstat said at open; reading past it, or the file ending early, is an error. */
 SP_HIDDEN void sp__reader_begin_raw(sp_reader *r, int fd, uint64_t size, const char *what);
+/* The same over a source opened through the caller's methods. */
+SP_HIDDEN void sp__reader_begin_source(sp_reader *r, const sp_source_methods *m, void *file, uint64_t size,
+                                       const char *what);
 /* Check that the object's data ends here: end marker, totals, nothing after it.
  * For a raw reader: that the loader read the whole file. */
 SP_HIDDEN sp_status sp__reader_finish(sp_reader *r);
