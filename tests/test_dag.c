@@ -8,33 +8,7 @@
 #include "spillpool/dag.h"
 #include "testlib.h"
 
-typedef struct {
-    char *dir;
-    sp_pool *p;
-    sp_dag *d;
-} fx;
-
-static fx *fx_open(uint64_t mem, unsigned workers, unsigned readahead)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = t_tmpdir();
-    f->p = t_pool(f->dir, mem, 1ull << 30, SP_POLICY_MRU);
-    sp_dag_options o = {workers, readahead};
-    t_ok(sp_dag_open(&f->d, f->p, &o));
-    return f;
-}
-
-static void fx_close(fx *f)
-{
-    t_ok(sp_dag_close(f->d));
-    sp_stats s;
-    t_ok(sp_pool_stats(f->p, &s));
-    assert_int_equal(s.objects_pinned, 0);
-    t_ok(sp_pool_close(f->p));
-    t_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-}
+typedef t_dagfx fx;
 
 /* A result of `len` bytes whose first 8 hold v. */
 static void set_u64(sp_task_ctx *c, uint64_t v, size_t len)
@@ -109,7 +83,7 @@ static sp_task *spawn(fx *f, sp_task_fn fn, void *u, unsigned n, const sp_arg *a
 static void test_diamond_matches_direct(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20, 2, 0);
+    fx *f = t_dagfx_open(64 << 20, 2, 0);
     uint64_t two = 2, three = 3;
     sp_task *a = spawn(f, fn_const, NULL, 1, (sp_arg[]){sp_arg_i64(7)}, "a");
     sp_task *b = spawn(f, fn_sum, &two, 1, (sp_arg[]){sp_arg_task(a)}, "b");
@@ -118,13 +92,13 @@ static void test_diamond_matches_direct(void **state)
     assert_int_equal(fetch_u64(f, d), 7 * 2 + 7 * 3);
     assert_int_equal(fetch_u64(f, a), 7);
     for (sp_task **t = (sp_task *[]){a, b, c, d, NULL}; *t; t++) sp_task_release(f->d, *t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_wide_graph_matches_direct(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20, 2, 0);
+    fx *f = t_dagfx_open(64 << 20, 2, 0);
     enum { N = 300 };
     sp_arg args[N];
     uint64_t want = 0;
@@ -141,13 +115,13 @@ static void test_wide_graph_matches_direct(void **state)
     sp_dag_stats_get(f->d, &s);
     assert_int_equal(s.completed, N + 1);
     assert_int_equal(s.failed, 0);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_failure_reaches_only_dependents(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20, 2, 0);
+    fx *f = t_dagfx_open(64 << 20, 2, 0);
     /* a -> bad -> c -> e;  a -> ok;  (bad, ok) -> d */
     sp_task *a = spawn(f, fn_const, NULL, 1, (sp_arg[]){sp_arg_i64(5)}, "a");
     sp_task *bad = spawn(f, fn_fail, NULL, 1, (sp_arg[]){sp_arg_task(a)}, "parse-3");
@@ -174,20 +148,20 @@ static void test_failure_reaches_only_dependents(void **state)
     assert_int_equal(s.completed, 2);
     assert_int_equal(s.failed, 5);
     for (sp_task **t = (sp_task *[]){a, bad, c, e, ok, d, late, NULL}; *t; t++) sp_task_release(f->d, *t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_task_larger_than_bound_fails_clearly(void **state)
 {
     (void)state;
-    fx *f = fx_open(1 << 20, 2, 0);
+    fx *f = t_dagfx_open(1 << 20, 2, 0);
     sp_spawn_options o = {"huge", 4 << 20};
     sp_task *t;
     t_ok(sp_spawn(f->d, fn_const, NULL, 1, (sp_arg[]){sp_arg_i64(1)}, &o, &t));
     t_status(sp_fetch(f->d, t, NULL), SP_ERR_TOO_BIG);
     assert_non_null(strstr(sp_last_error(), "task 'huge' needs 4194304 bytes"));
     sp_task_release(f->d, t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 /* Results of 256 KiB under a 1 MiB bound, combined pairwise: everything spills, the
@@ -196,7 +170,7 @@ static void test_memory_aware_tree_under_small_bound(void **state)
 {
     (void)state;
     for (unsigned ra = 0; ra < 2; ra++) {
-        fx *f = fx_open(1 << 20, 2, ra ? 0 : -1u);
+        fx *f = t_dagfx_open(1 << 20, 2, ra ? 0 : -1u);
         enum { N = 64 };
         sp_task *level[N];
         uint64_t want = 0;
@@ -228,7 +202,7 @@ static void test_memory_aware_tree_under_small_bound(void **state)
         assert_true(ps.evictions > 0);
         if (ra) assert_true(s.staged_ahead > 0);
         else assert_int_equal(s.staged_ahead, 0);
-        fx_close(f);
+        t_dagfx_close(f);
     }
 }
 
@@ -237,7 +211,7 @@ static void test_memory_aware_tree_under_small_bound(void **state)
 static void test_result_that_cannot_fit_fails_not_hangs(void **state)
 {
     (void)state;
-    fx *f = fx_open(1 << 20, 2, 0);
+    fx *f = t_dagfx_open(1 << 20, 2, 0);
     sp_ref big = t_put(f->p, 900 << 10, 1);
     void *o;
     t_ok(sp_pin(f->p, big, &o));
@@ -251,7 +225,7 @@ static void test_result_that_cannot_fit_fails_not_hangs(void **state)
     assert_int_equal(fetch_u64(f, t), 5);
     sp_task_release(f->d, t);
     t_ok(sp_release(f->p, big));
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static sp_status fn_check_ref(sp_task_ctx *c, void *u)
@@ -270,7 +244,7 @@ static void test_ref_arguments_pinned_and_kept(void **state)
 {
     (void)state;
     /* Up to 4 tasks hold a pin (2 workers, 2 staged ahead) beside the put. */
-    fx *f = fx_open(512 << 10, 2, 0);
+    fx *f = t_dagfx_open(512 << 10, 2, 0);
     sp_task *t[16];
     for (unsigned i = 0; i < 16; i++) {
         sp_ref r = t_put(f->p, 100 << 10, 3);
@@ -287,14 +261,14 @@ static void test_ref_arguments_pinned_and_kept(void **state)
     assert_int_equal(s.objects_in_memory + s.objects_on_disk, 0);
     /* A released ref cannot be an argument. */
     t_status(sp_spawn(f->d, fn_check_ref, NULL, 1, (sp_arg[]){sp_arg_ref(12345)}, NULL, NULL), SP_ERR_BAD_REF);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_bad_spawns_rejected(void **state)
 {
     (void)state;
-    fx *f = fx_open(1 << 20, 1, 0);
-    fx *g = fx_open(1 << 20, 1, 0);
+    fx *f = t_dagfx_open(1 << 20, 1, 0);
+    fx *g = t_dagfx_open(1 << 20, 1, 0);
     sp_task *other = spawn(g, fn_empty, NULL, 0, NULL, "other");
     t_status(sp_spawn(f->d, fn_sum, NULL, 1, (sp_arg[]){sp_arg_task(other)}, NULL, NULL), SP_ERR_INVALID);
     assert_non_null(strstr(sp_last_error(), "not a task of this dag"));
@@ -302,8 +276,8 @@ static void test_bad_spawns_rejected(void **state)
     t_status(sp_spawn(f->d, fn_sum, NULL, 1, (sp_arg[]){sp_arg_task(NULL)}, NULL, NULL), SP_ERR_INVALID);
     t_status(sp_fetch(f->d, other, NULL), SP_ERR_INVALID);
     sp_task_release(g->d, other);
-    fx_close(g);
-    fx_close(f);
+    t_dagfx_close(g);
+    t_dagfx_close(f);
 }
 
 typedef struct {
@@ -327,7 +301,7 @@ static sp_status fn_gate(sp_task_ctx *c, void *u)
 static void test_cancel_graph(void **state)
 {
     (void)state;
-    fx *f = fx_open(1 << 20, 1, 0);
+    fx *f = t_dagfx_open(1 << 20, 1, 0);
     gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     sp_task *run = spawn(f, fn_gate, &g, 0, NULL, "running");
     pthread_mutex_lock(&g.m);
@@ -370,7 +344,7 @@ static void test_cancel_graph(void **state)
     pthread_mutex_unlock(&g.m);
     assert_int_equal(fetch_u64(f, run2), 1);
     for (sp_task **t = (sp_task *[]){run, q, dep, dep2, keep, run2, NULL}; *t; t++) sp_task_release(f->d, *t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 /* A task may spawn more tasks; close with handles never released frees them. */
@@ -385,13 +359,13 @@ static sp_status fn_spawner(sp_task_ctx *c, void *u)
 static void test_tasks_spawn_tasks_and_close_frees(void **state)
 {
     (void)state;
-    fx *f = fx_open(1 << 20, 2, 0);
+    fx *f = t_dagfx_open(1 << 20, 2, 0);
     for (int i = 0; i < 10; i++) spawn(f, fn_spawner, NULL, 0, NULL, NULL); /* handles kept */
     sp_dag_wait(f->d);
     sp_dag_stats s;
     sp_dag_stats_get(f->d, &s);
     assert_int_equal(s.completed, 110);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 typedef struct {
@@ -436,7 +410,7 @@ static void *stress_thread(void *arg)
 static void test_many_threads_spawn_and_fetch(void **state)
 {
     (void)state;
-    fx *f = fx_open(512 << 10, 3, 0);
+    fx *f = t_dagfx_open(512 << 10, 3, 0);
     pthread_t th[4];
     stress_arg a[4];
     for (unsigned i = 0; i < 4; i++) {
@@ -448,7 +422,7 @@ static void test_many_threads_spawn_and_fetch(void **state)
         pthread_join(th[i], &rv);
         assert_null(rv);
     }
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 int main(void)

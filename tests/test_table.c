@@ -10,33 +10,7 @@
 #include "spillpool/table.h"
 #include "testlib.h"
 
-typedef struct {
-    char *dir;
-    sp_pool *p;
-    sp_dag *d;
-} fx;
-
-static fx *fx_open(uint64_t mem)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->dir = t_tmpdir();
-    f->p = t_pool(f->dir, mem, 1ull << 30, SP_POLICY_MRU);
-    t_ok(sp_dag_open(&f->d, f->p, NULL));
-    return f;
-}
-
-static void fx_close(fx *f)
-{
-    t_ok(sp_dag_close(f->d));
-    sp_stats s;
-    t_ok(sp_pool_stats(f->p, &s));
-    assert_int_equal(s.objects_pinned, 0);
-    assert_int_equal(s.objects_in_memory + s.objects_on_disk, 0);
-    t_ok(sp_pool_close(f->p));
-    t_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-}
+typedef t_dagfx fx;
 
 static const char *const words[5] = {"ant", "bee", "cat", "dog", "eel"};
 static const sp_col_spec schema[4] = {{"id", SP_COL_INT64, 0}, {"x", SP_COL_DOUBLE, 0}, {"w", SP_COL_STRING, 0},
@@ -79,7 +53,7 @@ static sp_status gen_fails_at_3(uint32_t i, void *user, sp_table **out)
 static void test_fetch_equals_generated(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     sp_dtable *t;
     t_ok(sp_dtable_generate(f->d, 4, schema, 6, gen, NULL, 100 << 10, &t));
     assert_int_equal(sp_dtable_nparts(t), 6);
@@ -97,7 +71,7 @@ static void test_fetch_equals_generated(void **state)
         }
     sp_table_free(all);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static sp_status map_y(const sp_table *p, uint64_t r, void *user, sp_value *out)
@@ -213,13 +187,13 @@ static void check_groups(const sp_table *g, const ref_groups *want)
 static void test_pipeline_matches_reference(void **state)
 {
     (void)state;
-    fx *f = fx_open(256 << 20);
+    fx *f = t_dagfx_open(256 << 20, 0, 0);
     ref_groups want;
     reference(8, &want);
     sp_table *g = run_pipeline(f, 8);
     check_groups(g, &want);
     sp_table_free(g);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 /* 40 partitions of ~100 KiB (and their map/filter results) under 400 KiB: the same
@@ -227,7 +201,7 @@ static void test_pipeline_matches_reference(void **state)
 static void test_pipeline_under_tenth_bound_same_answer(void **state)
 {
     (void)state;
-    fx *big = fx_open(1 << 30), *small = fx_open(400 << 10);
+    fx *big = t_dagfx_open(1 << 30, 0, 0), *small = t_dagfx_open(400 << 10, 0, 0);
     sp_table *a = run_pipeline(big, 40), *b = run_pipeline(small, 40);
     ref_groups want;
     reference(40, &want);
@@ -242,14 +216,14 @@ static void test_pipeline_under_tenth_bound_same_answer(void **state)
     assert_true(s.misses > 0);
     sp_table_free(a);
     sp_table_free(b);
-    fx_close(big);
-    fx_close(small);
+    t_dagfx_close(big);
+    t_dagfx_close(small);
 }
 
 static void test_reduce_matches_reference(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     sp_dtable *t;
     t_ok(sp_dtable_generate(f->d, 4, schema, 5, gen, NULL, 100 << 10, &t));
     sp_agg aggs[5] = {{SP_AGG_COUNT, NULL}, {SP_AGG_SUM, "id"}, {SP_AGG_MIN, "x"}, {SP_AGG_MAX, "u"}, {SP_AGG_MEAN, "x"}};
@@ -275,13 +249,13 @@ static void test_reduce_matches_reference(void **state)
     assert_int_equal(v[3].i, maxu);
     assert_true(fabs(v[4].d - sx / (double)n) < 1e-9);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_group_by_numeric_keys(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     sp_dtable *t;
     t_ok(sp_dtable_generate(f->d, 4, schema, 3, gen, NULL, 100 << 10, &t));
     sp_table *g;
@@ -304,13 +278,13 @@ static void test_group_by_numeric_keys(void **state)
     assert_int_equal(total, 3 * ROWS);
     sp_table_free(g);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_iterate_with_and_without_readahead(void **state)
 {
     (void)state;
-    fx *f = fx_open(300 << 10);
+    fx *f = t_dagfx_open(300 << 10, 0, 0);
     sp_dtable *t;
     t_ok(sp_dtable_generate(f->d, 4, schema, 12, gen, NULL, 100 << 10, &t));
     for (unsigned ra = 0; ra < 4; ra += 3) {
@@ -336,13 +310,13 @@ static void test_iterate_with_and_without_readahead(void **state)
     t_ok(sp_pool_stats(f->p, &s));
     assert_int_equal(s.objects_pinned, 0);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_failed_partition_reported_to_reader(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     sp_dtable *t, *m;
     t_ok(sp_dtable_generate(f->d, 4, schema, 6, gen_fails_at_3, NULL, 100 << 10, &t));
     t_ok(sp_dtable_map(t, "y", SP_COL_DOUBLE, map_y, NULL, &m));
@@ -356,7 +330,7 @@ static void test_failed_partition_reported_to_reader(void **state)
     assert_non_null(strstr(sp_last_error(), "generate 3"));
     sp_dtable_free(m);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static sp_status gen_wrong_schema(uint32_t i, void *user, sp_table **out)
@@ -370,7 +344,7 @@ static sp_status gen_wrong_schema(uint32_t i, void *user, sp_table **out)
 static void test_bad_operations_rejected(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     sp_dtable *t, *o;
     t_ok(sp_dtable_generate(f->d, 4, schema, 2, gen, NULL, 100 << 10, &t));
     const char *nope[1] = {"nope"};
@@ -394,7 +368,7 @@ static void test_bad_operations_rejected(void **state)
     assert_non_null(strstr(sp_last_error(), "generated partition 0 has 1 columns; the schema has 4"));
     sp_dtable_free(w);
     sp_dtable_free(t);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 /* ---- CSV ---- */
@@ -410,7 +384,7 @@ static char *write_file(const char *dir, const char *name, const char *text)
 static void test_csv_files_lazily_with_hand_computed_answer(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     char *src = t_tmpdir();
     char *paths[3] = {
         write_file(src, "h1.csv", "sym,price,qty\nAAA,10.5,3\nBBB,20,1\nAAA,11.5,2\n"),
@@ -449,13 +423,13 @@ static void test_csv_files_lazily_with_hand_computed_answer(void **state)
     for (int i = 0; i < 3; i++) free(paths[i]);
     t_rmrf(src);
     free(src);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 static void test_csv_schemas_that_disagree_name_the_file(void **state)
 {
     (void)state;
-    fx *f = fx_open(64 << 20);
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
     char *src = t_tmpdir();
     char *paths[3] = {
         write_file(src, "a.csv", "k,v\nx,1\n"),
@@ -494,7 +468,7 @@ static void test_csv_schemas_that_disagree_name_the_file(void **state)
     for (int i = 0; i < 3; i++) free(paths[i]);
     t_rmrf(src);
     free(src);
-    fx_close(f);
+    t_dagfx_close(f);
 }
 
 int main(void)

@@ -301,3 +301,27 @@ sp_pool *t_pool_on(t_store *s, uint64_t mem, uint64_t disk, sp_policy policy)
     t_ok(sp_pool_open(&p, &c));
     return p;
 }
+
+t_dagfx *t_dagfx_open(uint64_t mem, unsigned workers, unsigned readahead)
+{
+    t_dagfx *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = t_tmpdir();
+    f->p = t_pool(f->dir, mem, 1ull << 30, SP_POLICY_MRU);
+    sp_dag_options o = {workers, readahead};
+    t_ok(sp_dag_open(&f->d, f->p, &o));
+    return f;
+}
+
+void t_dagfx_close(t_dagfx *f)
+{
+    t_ok(sp_dag_close(f->d));
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+    assert_int_equal(s.objects_in_memory + s.objects_on_disk, 0);
+    t_ok(sp_pool_close(f->p));
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+}

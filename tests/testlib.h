@@ -40,6 +40,17 @@ sp_tier t_tier(sp_pool *p, sp_ref r);
 /* Pin then unpin: a touch. */
 void t_touch(sp_pool *p, sp_ref r);
 
+/* A pool on a fresh directory (on-demand eviction, MRU) with a dag on it. */
+typedef struct t_dagfx {
+    char *dir;
+    sp_pool *p;
+    sp_dag *d;
+} t_dagfx;
+/* workers 0: one per core; readahead as in sp_dag_options. */
+t_dagfx *t_dagfx_open(uint64_t mem, unsigned workers, unsigned readahead);
+/* Close the dag, check that nothing is pinned or left in the pool, close the pool. */
+void t_dagfx_close(t_dagfx *f);
+
 #define t_ok(expr)                                                                            \
     do {                                                                                      \
         sp_status t__st = (expr);                                                             \
