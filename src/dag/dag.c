@@ -275,7 +275,9 @@ static unsigned sp_yield_ahead(sp_dag *d)
                 t->inputs[i] = NULL;
                 n++;
             }
-    if (n && d->has_stager && d->stager_idle) pthread_cond_signal(&d->stage);
+    /* Read-ahead waits for a task to end before it pins again, or it could take
+     * back the room just given up before the task that needed it retries. */
+    if (n) d->stager_hold = d->ended;
     d->st.pins_dropped += n;
     return n;
 }
