@@ -1,5 +1,6 @@
 /* The CSV loader: RFC 4180 quoting, type inference and schemas, dictionary-coded
  * strings, errors with line and column, and the loader under the pool. */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -489,6 +490,145 @@ static void big_input_is_split_and_agrees(void **state)
     free(t.s);
 }
 
+/* Chunks write into regions of one array per column, sized from the first 64 KiB:
+ * rows that get much shorter after the sample overflow the regions (a chunk goes on
+ * in its own block, and later regions may no longer move down), rows that get
+ * longer leave them half empty (the rows move far). Both agree with one chunk, with
+ * a column widened to double and one turned to strings late. */
+static void chunk_regions_overflow_and_underfill(void **state)
+{
+    (void)state;
+    for (int shape = 0; shape < 3; shape++) {
+        text t = {0};
+        put(&t, "i,d,s,late,neg\n");
+        for (int r = 0; t.len < (shape == 1 ? 2000u : 70000u); r++)
+            put(&t, "%d,%d,%s,%d,%s\n", r, r, shape == 1 ? "s" : "\"a long value, repeated to make the rows wide\"", r,
+                r % 50 == 7 ? "-0" : "1");
+        for (int r = 0; r < 40000; r++) {
+            int wide = shape == 1 && r % 3 == 0;
+            put(&t, "%d,%s,%s,%s,%s\n", r % 10, r == 39000 ? "2.5" : "3", wide ? "\"w, i, d, e, r, o, w, s\"" : "k",
+                shape == 2 && r == 30000 ? "text" : "5", r == 20000 ? "0.5" : r % 70 == 3 ? "-0" : "2");
+        }
+        assert_chunks_agree(t.s, t.len, NULL);
+        sp_table *a = NULL, *b = parse_chunks(t.s, t.len, NULL, 1);
+        t_ok(sp_csv_parse(t.s, t.len, NULL, "t.csv", &a));
+        assert_same_table(a, b);
+        assert_int_equal(b->cols[1].type, SP_COL_DOUBLE);
+        assert_int_equal(b->cols[3].type, shape == 2 ? SP_COL_STRING : SP_COL_INT64);
+        assert_int_equal(b->cols[4].type, SP_COL_DOUBLE);
+        sp_table_free(a);
+        sp_table_free(b);
+        free(t.s);
+    }
+}
+
+/* The number fast paths (a sign and up to 8 bytes of digits and a dot; 15 significant
+ * digits as integer / power of ten) against strtod and strtoll, bit for bit: every
+ * length around the 8-byte loads, the 15-digit and 10^22 limits, the int64 limits,
+ * negative zeros, and values at the end of the buffer (no 8-byte loads there). */
+static void numbers_match_strtod_and_strtoll(void **state)
+{
+    (void)state;
+    static const char *fixed[] = {
+        "0", "-0", "+0", "-0.0", "-.0", "-0.", "0.", ".5", "-.5", "+.5", "1.", "-1.", "1.5", "-1.5", "+1.5",
+        "12345678", "-12345678", "1234567.8", "-1234567.8", "12345.678", "-1234.5678", "0.0000001", "-9.999999",
+        "123456789012345", "1234567890123456", "12345678901234567", "9007199254740992", "9007199254740993",
+        "-9007199254740993", "0.1", "0.2", "0.3", "2.675", "1.005", "0.1000000000000000055511151231257827",
+        "123456789012345.6", "0.000000000000000000001", "0.0000000000000000000001", "0.00000000000000000000001",
+        "1.0000000000000000000001", "9999999999999999999999", "99999999999999999999999.5", "000000000000000012.5",
+        "4503599627370497.5", "-0.000000000000000000000000000000000000000000001", "79228162514264337593543950336",
+        "9223372036854775807", "-9223372036854775808", "9223372036854775808", "-9223372036854775809", "00000000.1"};
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+#define RND(n) (x ^= x << 13, x ^= x >> 7, x ^= x << 17, (unsigned)(x % (n)))
+    char vals[3000][48];
+    unsigned nv = 0;
+    for (; nv < sizeof fixed / sizeof *fixed; nv++) snprintf(vals[nv], sizeof vals[nv], "%s", fixed[nv]);
+    while (nv < 3000) { /* [sign] digits [. digits], at least one digit */
+        char *v = vals[nv];
+        size_t k = 0;
+        unsigned sign = RND(3), a = RND(4) ? RND(9) : RND(20), b = RND(3) ? RND(9) : RND(24), dot = RND(4) != 0;
+        if (sign) v[k++] = sign == 1 ? '-' : '+';
+        for (unsigned i = 0; i < a; i++) v[k++] = (char)('0' + (RND(3) ? RND(10) : 9 * RND(2)));
+        if (dot) v[k++] = '.';
+        for (unsigned i = 0; dot && i < b; i++) v[k++] = (char)('0' + RND(10));
+        v[k] = '\0';
+        if (a + (dot ? b : 0) > 0) nv++;
+    }
+#undef RND
+    text dt = {0}, it = {0};
+    put(&dt, "d\n");
+    put(&it, "i\n");
+    unsigned nint = 0;
+    int64_t want_i[3000];
+    for (unsigned k = 0; k < nv; k++) {
+        put(&dt, "%s\n", vals[k]);
+        if (strchr(vals[k], '.')) continue;
+        errno = 0;
+        long long w = strtoll(vals[k], NULL, 10);
+        if (errno == ERANGE) continue;
+        want_i[nint++] = w;
+        put(&it, "%s\n", vals[k]);
+    }
+    static const sp_col_type dbl[] = {SP_COL_DOUBLE}, i64[] = {SP_COL_INT64};
+    sp_csv_options od = {.schema = dbl, .schema_cols = 1}, oi = {.schema = i64, .schema_cols = 1};
+    for (unsigned n = 1; n <= 3; n++) {
+        sp_table *t = parse_chunks(dt.s, dt.len, &od, n);
+        assert_int_equal(t->nrows, nv);
+        for (unsigned k = 0; k < nv; k++) {
+            double want = strtod(vals[k], NULL);
+            if (memcmp(&want, &t->cols[0].f64[k], 8) != 0)
+                fail_msg("\"%s\": %.17g, strtod says %.17g", vals[k], t->cols[0].f64[k], want);
+        }
+        sp_table_free(t);
+        t = parse_chunks(it.s, it.len, &oi, n);
+        assert_int_equal(t->nrows, nint);
+        for (unsigned k = 0; k < nint; k++) assert_int_equal(t->cols[0].i64[k], want_i[k]);
+        sp_table_free(t);
+    }
+    assert_chunks_agree(dt.s, dt.len, NULL); /* inferred: ints first, widened at the first double */
+    assert_chunks_agree(it.s, it.len, NULL);
+    free(dt.s);
+    free(it.s);
+}
+
+/* Strings around the 8- and 16-byte keys, alternating so every lookup finds a known
+ * one except the first of each: codes in order of first appearance, values intact. */
+static void strings_alternate_around_key_lengths(void **state)
+{
+    (void)state;
+    static const char *strs[] = {"",  "a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "abcdefgX", "Xbcdefgh",
+                                 "abcdefghijklmno", "abcdefghijklmnop", "abcdefghijklmnoX", "abcdefghijklmnopq",
+                                 "abcdefghijklmnopr", "abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrstuvwxyZ",
+                                 "\"q, \"\"uoted\"\"\"", "b", "ba"};
+    const unsigned ns = sizeof strs / sizeof *strs;
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    text t = {0};
+    put(&t, "k,s\n");
+    unsigned pick[5000], order[32], nseen = 0;
+    int seen[32] = {0};
+    for (unsigned r = 0; r < 5000; r++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        pick[r] = r < 2 * ns ? (r % 2 ? ns - 1 - r / 2 : r / 2) : (unsigned)(x % ns);
+        if (!seen[pick[r]]) seen[pick[r]] = 1, order[nseen++] = pick[r];
+        put(&t, "%u,%s\n", r, strs[pick[r]]);
+    }
+    for (unsigned n = 1; n <= 4; n++) {
+        sp_table *p = parse_chunks(t.s, t.len, NULL, n);
+        assert_int_equal(p->cols[1].type, SP_COL_STRING);
+        assert_int_equal(p->cols[1].ndict, ns);
+        for (unsigned k = 0; k < ns; k++) {
+            const char *want = order[k] == 15 ? "q, \"uoted\"" : strs[order[k]];
+            assert_string_equal(p->cols[1].dict[k], want);
+            assert_int_equal(p->cols[1].dict_len[k], strlen(want));
+        }
+        for (unsigned r = 0; r < 5000; r++)
+            assert_string_equal(str_at(p, 1, r), pick[r] == 15 ? "q, \"uoted\"" : strs[pick[r]]);
+        sp_table_free(p);
+    }
+    assert_chunks_agree(t.s, t.len, NULL);
+    free(t.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +641,9 @@ int main(void)
         cmocka_unit_test(chunks_agree_on_types_and_codes),
         cmocka_unit_test(chunks_agree_on_random_csv),
         cmocka_unit_test(big_input_is_split_and_agrees),
+        cmocka_unit_test(chunk_regions_overflow_and_underfill),
+        cmocka_unit_test(numbers_match_strtod_and_strtoll),
+        cmocka_unit_test(strings_alternate_around_key_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

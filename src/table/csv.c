@@ -7,7 +7,8 @@
  *
  * The shape of a parse: the header is read first; the records are then cut into
  * chunks at line breaks, one per core, and each chunk is parsed on its own into its
- * own column builders (sp__par_run); the chunks are merged in file order. A line
+ * own column builders (sp__par_run), which write into the chunk's region of one
+ * array per column; the chunks are merged in file order, the regions moved together. A line
  * break inside quotes can fool a cut, so a chunk only counts if the previous chunk's
  * parse ended exactly where it starts; otherwise the previous chunk swallows it.
  * The merge keeps the answer of a one-pass parse: a column is as wide as its widest
@@ -64,10 +65,14 @@ enum { SP_DICT_OK = 0, SP_DICT_NOMEM, SP_DICT_FULL };
 static inline void sp_str_key(const char *s, size_t n, int can16, uint64_t k[2])
 {
     if (can16) {
+        /* masks without branches on n: lengths vary row to row */
+        size_t n1 = n > 8 ? n - 8 : 0;
+        uint64_t m0 = n >= 8 ? ~0ull : (1ull << (8 * (n & 7))) - 1;
+        uint64_t m1 = n1 >= 8 ? ~0ull : (1ull << (8 * (n1 & 7))) - 1;
         memcpy(&k[0], s, 8);
         memcpy(&k[1], s + 8, 8);
-        if (n < 8) k[0] &= n ? ~0ull >> (64 - 8 * n) : 0, k[1] = 0;
-        else if (n < 16) k[1] &= n > 8 ? ~0ull >> (128 - 8 * n) : 0;
+        k[0] &= m0;
+        k[1] &= m1;
     } else {
         char t[16] = {0};
         memcpy(t, s, n < 16 ? n : 16);
@@ -94,6 +99,20 @@ static inline uint32_t sp_dict_find(const sp_dict *d, const char *s, uint32_t n,
             (n <= 16 || memcmp(d->blob + d->off[c] + 16, s + 16, n - 16) == 0))
             return c;
     }
+}
+
+/* The code of a string already in the dictionary, found in line (the common case:
+ * most values repeat); 0 if it is new. For n <= 16 where 16 bytes may be loaded. */
+static inline __attribute__((always_inline)) int sp_dict_known16(const sp_dict *d, const char *s, uint32_t n,
+                                                                 uint32_t *code)
+{
+    if (!d->cap) return 0;
+    uint64_t k[2];
+    sp_str_key(s, n, 1, k);
+    uint32_t f = sp_dict_find(d, s, n, k, sp_str_hash(s, n, k));
+    if (f & 0x80000000u) return 0;
+    *code = f;
+    return 1;
 }
 
 static int sp_dict_grow(sp_dict *d)
@@ -424,6 +443,9 @@ typedef struct sp_build {
     /* An int64 value was written "-0": a conversion to double gives 0.0 where a
      * parse as double gives -0.0, so the merge must know (see sp_settle_types). */
     int negzero;
+    /* vals points into the parse's shared array of the column (the chunk's region of
+     * it): not freed with the builder, and moved out to its own block to grow. */
+    int borrowed;
     void *vals; /* int64_t, double or uint32_t codes */
     sp_dict dict;
 } sp_build;
@@ -437,6 +459,7 @@ typedef struct sp_ctx {
     int fixed; /* a schema: types never widen */
     uint32_t ncols;
     double bytes_per_row; /* from a sample: sizes the columns once */
+    char *const *shared;  /* per column, or NULL: the arrays the chunks' regions are in */
     unsigned char stop[256];
 } sp_ctx;
 
@@ -472,6 +495,9 @@ typedef struct sp_chunk {
     size_t end;          /* where the parse stopped: the next record's start */
     size_t size_for;     /* the columns are first sized for the records in [begin, size_for) */
     sp_col_type *init;   /* ncols: the types a parse starts from */
+    /* Its region of cx->shared, in 8-byte rows: it starts at row region_row of each
+     * column's array and holds region_cap rows (0: no region, own blocks). */
+    uint64_t region_row, region_cap;
     sp_build *b;
     uint64_t rows, cap;
     uint64_t line; /* line breaks passed since begin */
@@ -492,7 +518,7 @@ static int sp_fail_at(sp_chunk *ch, int kind, size_t pos, uint32_t field, const 
 static void sp_builds_free(sp_build *b, uint32_t n)
 {
     for (uint32_t c = 0; b && c < n; c++) {
-        sp__free(b[c].vals);
+        if (!b[c].borrowed) sp__free(b[c].vals);
         sp_dict_free(&b[c].dict);
     }
     sp__free(b);
@@ -501,10 +527,17 @@ static void sp_builds_free(sp_build *b, uint32_t n)
 static int sp_grow_rows(sp_chunk *ch, uint64_t cap)
 {
     for (uint32_t c = 0; c < ch->cx->ncols; c++) {
-        size_t w = ch->b[c].type == SP_COL_STRING ? 4 : 8;
-        void *v = sp__realloc(ch->b[c].vals, cap * w);
-        if (!v) return -1;
-        ch->b[c].vals = v;
+        sp_build *b = &ch->b[c];
+        size_t w = b->type == SP_COL_STRING ? 4 : 8;
+        void *v;
+        if (b->borrowed) { /* its region is full: on to a block of its own */
+            if (!(v = sp__malloc(cap * w))) return -1;
+            memcpy(v, b->vals, ch->rows * w);
+            b->borrowed = 0;
+        } else if (!(v = sp__realloc(b->vals, cap * w))) {
+            return -1;
+        }
+        b->vals = v;
     }
     ch->cap = cap;
     return 0;
@@ -521,6 +554,14 @@ static int sp_chunk_reset(sp_chunk *ch)
     ch->end = ch->begin;
     if (!(ch->b = sp__calloc(cx->ncols ? cx->ncols : 1, sizeof *ch->b))) return -1;
     for (uint32_t c = 0; c < cx->ncols; c++) ch->b[c].type = ch->init[c];
+    if (ch->region_cap) { /* written in place in the shared arrays: no copy, no fresh pages at the merge */
+        for (uint32_t c = 0; c < cx->ncols; c++) {
+            ch->b[c].vals = cx->shared[c] + ch->region_row * 8;
+            ch->b[c].borrowed = 1;
+        }
+        ch->cap = ch->region_cap;
+        return 0;
+    }
     double est = (double)(ch->size_for - ch->begin) / cx->bytes_per_row * 1.1 + 64;
     return sp_grow_rows(ch, est > 1e12 ? (uint64_t)1e12 : (uint64_t)est);
 }
@@ -618,12 +659,14 @@ static inline int sp_can_load16(const sp_ctx *cx, const char *s)
 static inline int sp_int_fast(const sp_ctx *cx, const char *s, size_t n, int64_t *out)
 {
     if (n >= 1) {
-        size_t sign = s[0] == '-' || s[0] == '+';
+        /* signs without branches: they vary row to row, unpredictably */
+        size_t sign = (s[0] == '-') | (s[0] == '+');
         uint64_t x, v;
         if (n - sign >= 1 && n - sign <= 8 && sp_can_load8(cx, s + sign)) {
             memcpy(&x, s + sign, 8);
             if (!sp_swar_digits(x, n - sign, &v)) return 0;
-            *out = s[0] == '-' ? -(int64_t)v : (int64_t)v;
+            uint64_t neg = s[0] == '-';
+            *out = (int64_t)((v ^ (0 - neg)) + neg); /* -v if neg */
             return 1;
         }
     }
@@ -635,7 +678,7 @@ static inline int sp_int_fast(const sp_ctx *cx, const char *s, size_t n, int64_t
 static inline __attribute__((always_inline)) int sp_f64_fast(const sp_ctx *cx, const char *s, size_t n, double *out)
 {
     if (n >= 1) {
-        size_t sign = s[0] == '-' || s[0] == '+', m = n - sign;
+        size_t sign = (s[0] == '-') | (s[0] == '+'), m = n - sign;
         uint64_t x, v;
         if (m >= 2 && m <= 8 && sp_can_load8(cx, s + sign)) {
             memcpy(&x, s + sign, 8);
@@ -653,7 +696,10 @@ static inline __attribute__((always_inline)) int sp_f64_fast(const sp_ctx *cx, c
             }
             if (sp_swar_digits(x, digits, &v)) {
                 double r = (double)v / sp_pow10[frac];
-                *out = s[0] == '-' ? -r : r;
+                uint64_t bits;
+                memcpy(&bits, &r, 8);
+                bits ^= (uint64_t)(s[0] == '-') << 63; /* -r if negative, without a branch */
+                memcpy(out, &bits, 8);
                 return 1;
             }
         }
@@ -740,7 +786,7 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 double d;
                 if (sp_int_fast(cx, s, n, &v)) {
                     ((int64_t *)bc->vals)[row] = v;
-                    if (__builtin_expect(v == 0, 0) && s[0] == '-') bc->negzero = 1;
+                    bc->negzero |= (v == 0) & (s[0] == '-'); /* no branch: 0 is common, e.g. in flags */
                 } else if (fixed) {
                     return sp_fail_at(ch, SP_E_NOT_INT, at, c, s, n);
                 } else if (n == 0 || sp_f64_fast(cx, s, n, &d)) { /* widen in place: same width */
@@ -765,7 +811,10 @@ static int sp_records(sp_chunk *ch, size_t pos)
             } else {
                 uint32_t code = 0;
                 if (n > UINT32_MAX) return sp_fail_at(ch, SP_E_HUGE, at, c, NULL, 0);
-                int r = sp_dict_code(&bc->dict, s, (uint32_t)n, sp_can_load16(cx, s), &code);
+                int can16 = sp_can_load16(cx, s);
+                int r = can16 && n <= 16 && sp_dict_known16(&bc->dict, s, (uint32_t)n, &code)
+                            ? SP_DICT_OK
+                            : sp_dict_code(&bc->dict, s, (uint32_t)n, can16, &code);
                 if (r != SP_DICT_OK)
                     return sp_fail_at(ch, r == SP_DICT_FULL ? SP_E_TOO_MANY_STRINGS : SP_E_NOMEM, at, c, NULL, 0);
                 ((uint32_t *)bc->vals)[row] = code;
@@ -927,7 +976,45 @@ typedef struct sp_copy {
     void **dst;
     const sp_col_type *final;
     uint32_t *const *const *remap; /* [chunk][col] */
+    const uint8_t *inplace;        /* [col]: its array is the shared one, regions moved by sp_move_job */
 } sp_copy;
+
+/* A column whose array is the shared one: each chunk's rows that are still in its
+ * region move down to their place, in file order (a chunk's place never reaches
+ * past its own region's start or into a later region: checked at the merge). Loads
+ * and stores go through memcpy, as the source and the destination overlap. */
+static void sp_move_job(void *arg, unsigned c)
+{
+    const sp_copy *cp = arg;
+    for (unsigned k = 1; k < cp->n; k++) {
+        const sp_chunk *ch = &cp->ch[k];
+        const sp_build *b = &ch->b[c];
+        if (!b->borrowed || ch->rows == 0) continue;
+        const char *src = b->vals;
+        if (cp->final[c] == SP_COL_STRING) {
+            const uint32_t *map = cp->remap[k][c];
+            char *dst = (char *)cp->dst[c] + cp->row_off[k] * 4;
+            for (uint64_t r = 0; r < ch->rows; r++) {
+                uint32_t x;
+                memcpy(&x, src + 4 * r, 4);
+                x = map[x];
+                memcpy(dst + 4 * r, &x, 4);
+            }
+        } else {
+            char *dst = (char *)cp->dst[c] + cp->row_off[k] * 8;
+            if (cp->final[c] == SP_COL_DOUBLE && b->type == SP_COL_INT64) {
+                for (uint64_t r = 0; r < ch->rows; r++) {
+                    int64_t x;
+                    memcpy(&x, src + 8 * r, 8);
+                    double d = (double)x;
+                    memcpy(dst + 8 * r, &d, 8);
+                }
+            } else if (dst != src) {
+                memmove(dst, src, ch->rows * 8);
+            }
+        }
+    }
+}
 
 static void sp_copy_job(void *arg, unsigned i)
 {
@@ -937,6 +1024,7 @@ static void sp_copy_job(void *arg, unsigned i)
     unsigned k = 1 + i / cp->ncols;
     uint32_t c = i % cp->ncols;
     const sp_chunk *ch = &cp->ch[k];
+    if (cp->inplace[c] && ch->b[c].borrowed) return; /* moved by sp_move_job */
     /* rows [from, to) of the chunk's column */
     uint64_t from = ch->rows * part / SP_COPY_PARTS, to = ch->rows * (part + 1) / SP_COPY_PARTS;
     uint64_t rows = to - from, off = cp->row_off[k] + from;
@@ -1037,6 +1125,31 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
             st = sp__fail(SP_ERR_NOMEM, "%s: out of memory", what);
         else memcpy(ch[k].init, types, ncols * sizeof *types);
     }
+    /* With several chunks, each column is one array cut into a region per chunk, sized
+     * from the sample with room to spare: a chunk writes its rows in place and the
+     * merge moves them down to their rows, instead of copying them into fresh pages
+     * (first touches of memory cost more here than the moves). A chunk that fills its
+     * region goes on in a block of its own; if the shared array cannot be kept, the
+     * merge copies as from own blocks. Without the arrays, every chunk has own blocks. */
+    char **shared = NULL;
+    uint64_t shared_rows = 0;
+    if (st == SP_OK && n > 1 && ncols) {
+        for (unsigned k = 0; k < n; k++) {
+            double est = (double)(ch[k].limit - ch[k].begin) / cx.bytes_per_row * 1.1 + 64;
+            ch[k].region_row = shared_rows;
+            ch[k].region_cap = est > 1e12 ? (uint64_t)1e12 : (uint64_t)est;
+            shared_rows += ch[k].region_cap;
+        }
+        int ok = (shared = sp__calloc(ncols, sizeof *shared)) != NULL;
+        for (uint32_t c = 0; ok && c < ncols; c++) ok = (shared[c] = sp__malloc(shared_rows * 8)) != NULL;
+        if (!ok) { /* own blocks: an allocation failing now fails again in them, with the message */
+            for (uint32_t c = 0; shared && c < ncols; c++) sp__free(shared[c]);
+            sp__free(shared);
+            shared = NULL;
+            for (unsigned k = 0; k < n; k++) ch[k].region_cap = 0;
+        }
+        cx.shared = shared;
+    }
     if (st == SP_OK) sp__par_run(n, sp_chunk_job, list);
 
     /* In file order: a chunk's error stands only if the chunks before it ended where
@@ -1071,21 +1184,45 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
     for (unsigned k = 0; k < n; k++) row_off[k] = rows, rows += ch[k].rows;
     uint32_t **remap_mem[SP_CSV_MAX_CHUNKS] = {0};
     void **dst = NULL;
+    uint8_t *inplace = NULL; /* [col]: dst is the shared array, the chunks' regions move into place */
+    int any_inplace = 0;
     if (st == SP_OK && n) {
-        dst = sp__calloc(ncols ? ncols : 1, sizeof *dst);
+        dst = sp__calloc(ncols ? ncols : 1, sizeof *dst + 1);
         if (!dst) st = sp__fail(SP_ERR_NOMEM, "%s: out of memory", what);
+        else inplace = (uint8_t *)(dst + (ncols ? ncols : 1));
         for (uint32_t c = 0; st == SP_OK && c < ncols; c++) {
             size_t w = final[c] == SP_COL_STRING ? 4 : 8;
-            if (ch[0].b[c].type == SP_COL_INT64 && final[c] == SP_COL_DOUBLE) {
-                int64_t *iv = ch[0].b[c].vals;
-                double *dv = ch[0].b[c].vals;
+            sp_build *b0 = &ch[0].b[c];
+            if (b0->type == SP_COL_INT64 && final[c] == SP_COL_DOUBLE) {
+                int64_t *iv = b0->vals;
+                double *dv = b0->vals;
                 for (uint64_t r = 0; r < ch[0].rows; r++) dv[r] = (double)iv[r];
-                ch[0].b[c].type = SP_COL_DOUBLE;
+                b0->type = SP_COL_DOUBLE;
             }
-            /* chunk 0 was sized for the whole file: realloc only if that estimate fell short */
-            void *v = rows > ch[0].cap ? sp__realloc(ch[0].b[c].vals, rows * w) : ch[0].b[c].vals;
+            void *v;
+            if (b0->borrowed) {
+                /* Chunk 0's rows are at the start of the shared array. It becomes the
+                 * column if it holds every row and each chunk still in its region
+                 * moves down (not up): in file order, a move then never overwrites
+                 * rows still to move. Else a block of the right size. */
+                int fits = rows * w <= shared_rows * 8;
+                for (unsigned k = 1; fits && k < n; k++)
+                    if (ch[k].b[c].borrowed && row_off[k] * w > ch[k].region_row * 8) fits = 0;
+                if (fits) {
+                    v = b0->vals;
+                    shared[c] = NULL;
+                    inplace[c] = 1;
+                    any_inplace = 1;
+                } else if ((v = sp__malloc(rows ? rows * w : 1)) != NULL) {
+                    memcpy(v, b0->vals, ch[0].rows * w);
+                }
+                if (v) b0->borrowed = 0;
+            } else {
+                /* chunk 0 was sized for the whole file: realloc only if that estimate fell short */
+                v = rows > ch[0].cap ? sp__realloc(b0->vals, rows * w) : b0->vals;
+            }
             if (!v) st = sp__fail(SP_ERR_NOMEM, "%s: out of memory for %llu rows", what, (unsigned long long)rows);
-            else ch[0].b[c].vals = dst[c] = v;
+            else b0->vals = dst[c] = v;
         }
         for (unsigned k = 1; st == SP_OK && k < n; k++) {
             if (!(remap_mem[k] = sp__calloc(ncols ? ncols : 1, sizeof *remap_mem[k]))) {
@@ -1106,10 +1243,19 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
                 }
             }
         }
-        if (st == SP_OK && n > 1) {
+        if (st == SP_OK) {
             sp_copy cp = {.ch = ch, .n = n, .ncols = ncols, .row_off = row_off, .dst = dst, .final = final,
-                          .remap = (uint32_t *const *const *)remap_mem};
-            sp__par_run((n - 1) * ncols * SP_COPY_PARTS, sp_copy_job, &cp);
+                          .remap = (uint32_t *const *const *)remap_mem, .inplace = inplace};
+            /* the moves first: a chunk copied from its own block may land on a region not yet moved */
+            if (any_inplace) sp__par_run(ncols, sp_move_job, &cp);
+            if (n > 1) sp__par_run((n - 1) * ncols * SP_COPY_PARTS, sp_copy_job, &cp);
+            /* the shared array's tail past the last row goes back (it may hold moved-out rows) */
+            for (uint32_t c = 0; any_inplace && c < ncols; c++) {
+                size_t need = rows * (final[c] == SP_COL_STRING ? 4 : 8);
+                if (!inplace[c] || need + ((size_t)1 << 20) > shared_rows * 8) continue;
+                void *v = sp__realloc(dst[c], need ? need : 1);
+                if (v) ch[0].b[c].vals = dst[c] = v;
+            }
         }
     }
     for (unsigned k = 1; k < n; k++) {
@@ -1163,6 +1309,8 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
     sp__free(final);
     for (unsigned k = 0; ch && k < n; k++) sp_chunk_free(&ch[k]);
     sp__free(ch);
+    for (uint32_t c = 0; shared && c < ncols; c++) sp__free(shared[c]);
+    sp__free(shared);
     if (st != SP_OK) {
         sp_table_free(t);
         return st;
