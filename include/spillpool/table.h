@@ -44,6 +44,9 @@ typedef struct sp_column {
     uint32_t ndict;
     char **dict;      /* SP_COL_STRING: dict[code], NUL-terminated; one block, owned by dict[0] */
     uint32_t *dict_len;
+    /* Internal: the row arrays came from sp_table_new's large-buffer allocator (freed
+     * by size, so the table's nrows must not change); 0 for arrays from malloc. */
+    int large;
 } sp_column;
 
 typedef struct sp_table {
@@ -167,7 +170,8 @@ sp_status sp_dtable_fetch(sp_dtable *t, sp_table **out);
 
 /* Partitions one by one, in order, holding one (plus the read-ahead) at a time. */
 typedef struct sp_dtable_iter sp_dtable_iter;
-/* readahead: partitions pinned ahead of the caller by a helper thread (0: none). */
+/* readahead: partitions pinned ahead of the caller by helper threads (0: none), one
+ * per core at most, so restores run side by side. */
 sp_status sp_dtable_iter_open(sp_dtable *t, unsigned readahead, sp_dtable_iter **out);
 /* *part is the next partition (read only, valid until the next call), or NULL at
  * the end. Errors: the partition's. */

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/alloc.h"
 #include "../store/frame.h"
@@ -609,15 +610,18 @@ sp_status sp_dtable_fetch(sp_dtable *t, sp_table **out)
     return SP_OK;
 }
 
-/* ---- the iterator, with a read-ahead thread ---- */
+/* ---- the iterator, with read-ahead threads ---- */
 
 typedef struct {
     int done;
+    uint32_t idx;
     sp_status st;
     char msg[512];
     sp_ref ref;
     const sp_table *part;
 } sp_slot;
+
+#define SP_ITER_THREADS 4
 
 struct sp_dtable_iter {
     sp_dtable *t;
@@ -627,17 +631,24 @@ struct sp_dtable_iter {
     sp_ref held;     /* the caller's current partition */
     sp_status failed;
     char failed_msg[512];
-    pthread_t th;
-    int has_th, stop;
+    /* Helpers read ahead side by side (restores are CPU work: read, checksum, filters):
+     * helper k pins partitions k, k + nth, ... while they are within `ahead` of next. */
+    pthread_t th[SP_ITER_THREADS];
+    unsigned nth, stop;
     pthread_mutex_t m;
     pthread_cond_t c;
-    sp_slot *slots;  /* ahead + 1, partition i in slot i % (ahead + 1) */
-    uint32_t made;   /* partitions the helper has pinned (or failed) */
+    sp_slot *slots;  /* ahead + 1: partition i in slot i % (ahead + 1) */
 };
+
+typedef struct {
+    sp_dtable_iter *it;
+    unsigned k;
+} sp_iter_arg;
 
 static void sp_iter_pin(sp_dtable_iter *it, uint32_t i, sp_slot *s)
 {
     sp_pool *pool;
+    s->idx = i;
     s->st = sp__dtable_pin(it->t, i, &pool, &s->ref, &s->part);
     if (s->st != SP_OK) snprintf(s->msg, sizeof s->msg, "%s", sp_last_error());
     s->done = 1;
@@ -645,21 +656,23 @@ static void sp_iter_pin(sp_dtable_iter *it, uint32_t i, sp_slot *s)
 
 static void *sp_iter_thread(void *arg)
 {
-    sp_dtable_iter *it = arg;
-    for (uint32_t i = 0; i < it->t->nparts; i++) {
+    sp_dtable_iter *it = ((sp_iter_arg *)arg)->it;
+    unsigned k = ((sp_iter_arg *)arg)->k;
+    sp__free(arg);
+    for (uint32_t i = k; i < it->t->nparts; i += it->nth) {
         pthread_mutex_lock(&it->m);
         while (!it->stop && i >= it->next + it->ahead) pthread_cond_wait(&it->c, &it->m);
         int stop = it->stop;
         pthread_mutex_unlock(&it->m);
         if (stop) break;
-        sp_slot s = {0, SP_OK, "", SP_REF_NULL, NULL};
+        sp_slot s;
+        memset(&s, 0, sizeof s);
         sp_iter_pin(it, i, &s);
         pthread_mutex_lock(&it->m);
         it->slots[i % (it->ahead + 1)] = s;
-        it->made = i + 1;
         pthread_cond_broadcast(&it->c);
         pthread_mutex_unlock(&it->m);
-        if (s.st != SP_OK) break;
+        if (s.st != SP_OK) break; /* the caller stops at this partition */
     }
     return NULL;
 }
@@ -679,9 +692,33 @@ sp_status sp_dtable_iter_open(sp_dtable *t, unsigned readahead, sp_dtable_iter *
     it->ahead = readahead;
     pthread_mutex_init(&it->m, NULL);
     pthread_cond_init(&it->c, NULL);
-    if (readahead && t->nparts > 0) {
-        if (pthread_create(&it->th, NULL, sp_iter_thread, it) != 0) it->ahead = 0; /* read in the caller's thread */
-        else it->has_th = 1;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want = readahead < (unsigned)(ncpu > 0 ? ncpu : 1) ? readahead : (unsigned)(ncpu > 0 ? ncpu : 1);
+    if (want > SP_ITER_THREADS) want = SP_ITER_THREADS;
+    if (t->nparts == 0) want = 0;
+    it->nth = want; /* fixed before any helper starts: each strides by it */
+    unsigned started = 0;
+    for (; started < want; started++) {
+        sp_iter_arg *a = sp__malloc(sizeof *a);
+        if (a) *a = (sp_iter_arg){it, started};
+        if (!a || pthread_create(&it->th[started], NULL, sp_iter_thread, a) != 0) {
+            sp__free(a);
+            break;
+        }
+    }
+    if (started < want) {
+        /* Fewer helpers than planned would leave partitions nobody reads: stop them
+         * and read in the caller's thread instead. */
+        pthread_mutex_lock(&it->m);
+        it->stop = 1;
+        pthread_cond_broadcast(&it->c);
+        pthread_mutex_unlock(&it->m);
+        for (unsigned k = 0; k < started; k++) pthread_join(it->th[k], NULL);
+        for (unsigned k = 0; k <= it->ahead; k++)
+            if (it->slots[k].done && it->slots[k].st == SP_OK) sp_unpin_part(it->pool, it->slots[k].ref);
+        memset(it->slots, 0, (it->ahead + 1) * sizeof *it->slots);
+        it->stop = 0;
+        it->nth = 0;
     }
     *out = it;
     return SP_OK;
@@ -698,12 +735,13 @@ sp_status sp_dtable_iter_next(sp_dtable_iter *it, const sp_table **part)
     if (it->failed != SP_OK) return sp__fail(it->failed, "%s", it->failed_msg);
     if (it->next >= it->t->nparts) return SP_OK;
     sp_slot s;
-    if (!it->has_th) sp_iter_pin(it, it->next, &s);
+    if (!it->nth) sp_iter_pin(it, it->next, &s);
     else {
         pthread_mutex_lock(&it->m);
-        while (it->made <= it->next) pthread_cond_wait(&it->c, &it->m);
-        s = it->slots[it->next % (it->ahead + 1)];
-        it->slots[it->next % (it->ahead + 1)].done = 0;
+        sp_slot *w = &it->slots[it->next % (it->ahead + 1)];
+        while (!(w->done && w->idx == it->next)) pthread_cond_wait(&it->c, &it->m);
+        s = *w;
+        w->done = 0;
         pthread_mutex_unlock(&it->m);
     }
     pthread_mutex_lock(&it->m);
@@ -724,17 +762,15 @@ void sp_dtable_iter_close(sp_dtable_iter *it)
 {
     if (!it) return;
     if (it->held != SP_REF_NULL) sp_unpin_part(it->pool, it->held);
-    if (it->has_th) {
+    if (it->nth) {
         pthread_mutex_lock(&it->m);
         it->stop = 1;
         pthread_cond_broadcast(&it->c);
         pthread_mutex_unlock(&it->m);
-        pthread_join(it->th, NULL);
+        for (unsigned k = 0; k < it->nth; k++) pthread_join(it->th[k], NULL);
         /* Partitions pinned ahead that the caller never took. */
-        for (uint32_t i = it->next; i < it->made; i++) {
-            sp_slot *s = &it->slots[i % (it->ahead + 1)];
-            if (s->done && s->st == SP_OK) sp_unpin_part(it->pool, s->ref);
-        }
+        for (unsigned k = 0; k <= it->ahead; k++)
+            if (it->slots[k].done && it->slots[k].st == SP_OK) sp_unpin_part(it->pool, it->slots[k].ref);
     }
     pthread_mutex_destroy(&it->m);
     pthread_cond_destroy(&it->c);

@@ -16,16 +16,34 @@ const char *sp_col_type_name(sp_col_type t)
     return "unknown";
 }
 
+/* Row arrays of 2 MiB or more come from the large-buffer allocator: a partition
+ * restored from disk then reuses the buffers of one just spilled instead of
+ * faulting in fresh pages. */
+static void *sp_rows_alloc(size_t bytes, int *large)
+{
+    *large = bytes >= SP_HUGE_PAGE;
+    return *large ? sp__malloc_large(bytes) : sp__malloc(bytes);
+}
+
+static void sp_rows_free(void *p, size_t bytes, int large)
+{
+    if (!p) return;
+    if (large) sp__free_large(p, bytes);
+    else sp__free(p);
+}
+
 void sp_table_free(sp_table *t)
 {
     if (!t) return;
+    size_t n = t->nrows ? (size_t)t->nrows : 1;
     for (uint32_t c = 0; c < t->ncols; c++) {
         sp_column *col = &t->cols[c];
         sp__free(col->name);
-        sp__free(col->i64);
-        sp__free(col->f64);
-        sp__free(col->u8);
-        sp__free(col->codes);
+        sp_rows_free(col->i64, n * 8, col->large);
+        sp_rows_free(col->f64, n * 8, col->large);
+        if (col->codes) sp__free(col->u8); /* a pooled uint8's values */
+        else sp_rows_free(col->u8, n, col->large);
+        sp_rows_free(col->codes, n * 4, col->large);
         if (col->dict) sp__free(col->dict[0]); /* the block of strings */
         sp__free(col->dict);
         sp__free(col->dict_len);
@@ -79,18 +97,18 @@ sp_status sp__column_alloc(sp_column *col, const char *name, sp_col_type type, i
     col->type = type;
     if (!(col->name = sp__strdup(name))) return sp__fail(SP_ERR_NOMEM, "table: out of memory");
     switch (type) {
-    case SP_COL_INT64: col->i64 = sp__malloc(n * 8); return col->i64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
-    case SP_COL_DOUBLE: col->f64 = sp__malloc(n * 8); return col->f64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    case SP_COL_INT64: col->i64 = sp_rows_alloc(n * 8, &col->large); return col->i64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    case SP_COL_DOUBLE: col->f64 = sp_rows_alloc(n * 8, &col->large); return col->f64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
     case SP_COL_UINT8:
         if (!pooled) {
-            col->u8 = sp__malloc(n);
+            col->u8 = sp_rows_alloc(n, &col->large);
             return col->u8 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
         }
         col->u8 = sp__calloc(256, 1);
-        col->codes = sp__malloc(n * 4);
+        col->codes = sp_rows_alloc(n * 4, &col->large);
         return col->u8 && col->codes ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
     case SP_COL_STRING:
-        col->codes = sp__malloc(n * 4);
+        col->codes = sp_rows_alloc(n * 4, &col->large);
         col->dict = sp__calloc(1, sizeof *col->dict);
         col->dict_len = sp__calloc(1, sizeof *col->dict_len);
         return col->codes && col->dict && col->dict_len ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
