@@ -228,6 +228,79 @@ static void test_result_that_cannot_fit_fails_not_hangs(void **state)
     t_dagfx_close(f);
 }
 
+/* A disk that fills up in the middle of a graph: the tasks whose results could not
+ * make room fail with SP_ERR_DISK_FULL naming the spill, their dependents fail the
+ * same way, nothing hangs, every result that was stored reads back intact, and once
+ * the disk has room again the same graph runs to the end. */
+static void test_full_disk_fails_tasks_not_the_dag(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir();
+    t_store store;
+    t_store_init(&store, dir);
+    sp_pool *p = t_pool_on(&store, 512 << 10, 64 << 20, SP_POLICY_MRU);
+    sp_dag *d;
+    t_ok(sp_dag_open(&d, p, &(sp_dag_options){2, 0}));
+    fx f = {dir, p, d};
+    for (int round = 0; round < 2; round++) {
+        atomic_store(&store.fail_write, round == 0 ? SP_ERR_DISK_FULL : 0);
+        enum { N = 16 };
+        sp_task *leaf[N], *tiny[N], *sum;
+        sp_arg args[N];
+        sp_spawn_options o = {NULL, 100 << 10};
+        /* leaf: 100 KiB (the caller keeps them all, so they must spill); tiny: 8
+         * bytes read from its leaf; sum: of the tiny ones */
+        for (unsigned i = 0; i < N; i++) {
+            t_ok(sp_spawn(d, fn_const, NULL, 2, (sp_arg[]){sp_arg_i64(i + 1), sp_arg_i64(100 << 10)}, &o, &leaf[i]));
+            t_ok(sp_spawn(d, fn_sum, NULL, 1, (sp_arg[]){sp_arg_task(leaf[i])}, NULL, &tiny[i]));
+            args[i] = sp_arg_task(tiny[i]);
+        }
+        t_ok(sp_spawn(d, fn_sum, NULL, N, args, NULL, &sum));
+        for (unsigned i = 0; i < N; i++) sp_task_release(d, tiny[i]);
+        sp_dag_wait(d); /* every leaf made before any is fetched: they cannot all stay in memory */
+        unsigned ok = 0, full = 0;
+        for (unsigned i = 0; i < N; i++) {
+            sp_ref r;
+            sp_status st = sp_fetch(d, leaf[i], &r);
+            if (st == SP_OK) {
+                const void *obj;
+                t_ok(sp_pin_read(p, r, &obj));
+                uint64_t v;
+                memcpy(&v, ((const sp_bytes *)obj)->data, 8);
+                assert_int_equal(v, i + 1);
+                t_ok(sp_unpin(p, r));
+                t_ok(sp_release(p, r));
+                ok++;
+            } else {
+                assert_int_equal(st, SP_ERR_DISK_FULL);
+                assert_non_null(strstr(sp_last_error(), "storing its result"));
+                full++;
+            }
+            sp_task_release(d, leaf[i]);
+        }
+        if (round == 0) {
+            /* 16 results of 100 KiB cannot all stay in 512 KiB, and none can spill. */
+            assert_true(full > 0);
+            t_status(sp_fetch(d, sum, NULL), SP_ERR_DISK_FULL);
+            assert_non_null(strstr(sp_last_error(), "not run"));
+        } else {
+            assert_int_equal(ok, N);
+            assert_int_equal(fetch_u64(&f, sum), N * (N + 1) / 2);
+        }
+        sp_task_release(d, sum);
+        sp_dag_wait(d);
+    }
+    t_ok(sp_dag_close(d));
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+    assert_int_equal(s.objects_in_memory + s.objects_on_disk, 0);
+    t_ok(sp_pool_close(p));
+    t_store_fini(&store);
+    t_rmrf(dir);
+    free(dir);
+}
+
 static sp_status fn_check_ref(sp_task_ctx *c, void *u)
 {
     (void)u;
@@ -435,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_memory_aware_tree_under_small_bound),
         cmocka_unit_test(test_ref_arguments_pinned_and_kept),
         cmocka_unit_test(test_result_that_cannot_fit_fails_not_hangs),
+        cmocka_unit_test(test_full_disk_fails_tasks_not_the_dag),
         cmocka_unit_test(test_bad_spawns_rejected),
         cmocka_unit_test(test_cancel_graph),
         cmocka_unit_test(test_tasks_spawn_tasks_and_close_frees),
