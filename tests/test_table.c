@@ -459,6 +459,20 @@ static void test_csv_schemas_that_disagree_name_the_file(void **state)
     t_ok(sp_dtable_from_csv(f->d, 2, missing, NULL, &t3)); /* registration reads only the first */
     t_status(sp_dtable_reduce(t3, 1, &c, &v), SP_ERR_NOT_FOUND);
     assert_non_null(strstr(sp_last_error(), "zz.csv"));
+    /* A schema given by the caller (copied: the caller's array may go at once). */
+    sp_col_type *types = malloc(2 * sizeof *types);
+    types[0] = SP_COL_STRING;
+    types[1] = SP_COL_DOUBLE;
+    sp_csv_options so = {.schema = types, .schema_cols = 2};
+    sp_dtable *t5;
+    t_ok(sp_dtable_from_csv(f->d, 2, two, &so, &t5));
+    free(types);
+    sp_agg_value sum;
+    sp_agg sv = {SP_AGG_SUM, "v"};
+    t_ok(sp_dtable_reduce(t5, 1, &sv, &sum)); /* 1 and 2.5 both fit a double */
+    assert_false(sum.is_int);
+    assert_true(sum.d == 3.5);
+    sp_dtable_free(t5);
     const char *bad_first[1] = {"/nonexistent/first.csv"};
     sp_dtable *t4;
     t_status(sp_dtable_from_csv(f->d, 1, bad_first, NULL, &t4), SP_ERR_NOT_FOUND);

@@ -257,6 +257,15 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
         return sp__fail(SP_ERR_NOMEM, "table: out of memory");
     }
     if (opt) src->opt = *opt;
+    if (opt && opt->schema) { /* the table keeps its own copy: the caller's may go */
+        src->types = sp__calloc(opt->schema_cols ? opt->schema_cols : 1, sizeof *src->types);
+        if (!src->types) {
+            sp_dtable_free(t);
+            return sp__fail(SP_ERR_NOMEM, "table: out of memory");
+        }
+        memcpy(src->types, opt->schema, opt->schema_cols * sizeof *src->types);
+        src->opt.schema = src->types;
+    }
     src->type = sp_csv_type;
     src->type.name = "csv table";
     src->type.decode = sp_csv_src_decode;
