@@ -20,12 +20,7 @@ static sp_status run_one(const sp_config *base, const char *chain, const unsigne
     sp_config c = *base;
     c.filters = chain;
     c.key = key;
-    sp_pool *p;
-    sp_status st = sp_pool_open(&p, &c);
-    if (st != SP_OK) return st;
-    st = sp_demo_run(p, o, r);
-    sp_status cs = sp_pool_close(p);
-    return st != SP_OK ? st : cs;
+    return sp_demo_on(&c, SP_DEMO_POOL_ONLY, o, r);
 }
 
 int sp_bench_filters(const sp_bench_filters_opts *bo)

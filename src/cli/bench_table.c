@@ -27,15 +27,11 @@ static sp_status run_one(const sp_config *base, sp_trow *row, const sp_demo_opts
     sp_config c = *base;
     c.memory_bound = row->bound;
     if (c.spill_ahead >= c.memory_bound) c.spill_ahead = c.memory_bound / 16;
-    sp_pool *p;
-    sp_status st = sp_pool_open(&p, &c);
-    if (st != SP_OK) return st;
-    st = sp_demo_table_run(p, o, row->readahead, &row->last);
-    sp_status cs = sp_pool_close(p);
+    sp_status st = sp_demo_on(&c, row->readahead, o, &row->last);
     row->seconds[k] = row->last.seconds;
     row->gen[k] = row->last.group_seconds;
     row->fetch[k] = row->last.read_seconds;
-    return st != SP_OK ? st : cs;
+    return st;
 }
 
 int sp_bench_table(const sp_bench_table_opts *bo)

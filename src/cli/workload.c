@@ -41,19 +41,38 @@ static uint64_t sp_splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* Partition i: column a (codes 0..3) then column b (codes 0..255), uint32 each. Each
- * partition has its own stream, so the data does not depend on generation order. */
-sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i)
+/* The codes of partition i: a (0..3) and b (0..255). Each partition has its own
+ * stream, so the data does not depend on generation order. */
+static void sp_demo_fill(const sp_demo_opts *o, uint32_t i, uint32_t *a, uint32_t *c)
 {
-    sp_bytes *b = sp_bytes_new(o->rows * 2 * sizeof(uint32_t));
-    if (!b) return NULL;
-    uint32_t *a = (uint32_t *)(void *)b->data, *c = a + o->rows;
     uint64_t s = o->seed * 0xD1B54A32D192ED03ull + i;
     for (uint64_t r = 0; r < o->rows; r++) {
         uint64_t x = sp_splitmix(&s);
         a[r] = (uint32_t)(x & 3);
         c[r] = (uint32_t)((x >> 32) & 255);
     }
+}
+
+/* Count a's values and fold the partition's codes (a's, then b's) into the checksum:
+ * the same for the pool-only and the table form of the demo. */
+static void sp_demo_account(sp_demo_result *r, uint64_t *sum, const uint32_t *a, const uint32_t *c, uint64_t rows)
+{
+    for (uint64_t k = 0; k < rows; k++) r->counts_a[a[k] & 3]++;
+    XXH3_state_t hs;
+    XXH3_64bits_reset(&hs);
+    XXH3_64bits_update(&hs, a, rows * 4);
+    XXH3_64bits_update(&hs, c, rows * 4);
+    uint64_t h = XXH3_64bits_digest(&hs);
+    *sum = XXH3_64bits_withSeed(&h, sizeof h, *sum);
+}
+
+/* Partition i: column a then column b, uint32 codes each. */
+sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i)
+{
+    sp_bytes *b = sp_bytes_new(o->rows * 2 * sizeof(uint32_t));
+    if (!b) return NULL;
+    uint32_t *a = (uint32_t *)(void *)b->data;
+    sp_demo_fill(o, i, a, a + o->rows);
     return b;
 }
 
@@ -110,11 +129,8 @@ sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r)
         const void *obj; /* read only: a partition read back keeps its file, so evicting it again is free */
         st = sp_pin_read(pool, refs[i], &obj);
         if (st != SP_OK) break;
-        const sp_bytes *b = obj;
-        const uint32_t *a = (const uint32_t *)(const void *)b->data;
-        for (uint64_t k = 0; k < o->rows; k++) r->counts_a[a[k] & 3]++;
-        uint64_t h = XXH3_64bits(b->data, b->len);
-        sum = XXH3_64bits_withSeed(&h, sizeof h, sum);
+        const uint32_t *a = (const uint32_t *)(const void *)((const sp_bytes *)obj)->data;
+        sp_demo_account(r, &sum, a, a + o->rows, o->rows);
         st = sp_unpin(pool, refs[i]);
     }
     double t2 = sp_now();
@@ -142,12 +158,13 @@ uint64_t sp_peak_rss(void)
 /* Partition i as a table: a (string codes into the article's four strings) and b
  * (a pooled uint8: codes into the values 0..255), the same codes as
  * sp_demo_partition, so the checksum is the same. */
+static const sp_col_spec sp_demo_cols[2] = {{"a", SP_COL_STRING, 0}, {"b", SP_COL_UINT8, 1}};
+
 static sp_status sp_demo_gen(uint32_t i, void *user, sp_table **out)
 {
     const sp_demo_opts *o = user;
-    static const sp_col_spec cols[2] = {{"a", SP_COL_STRING, 0}, {"b", SP_COL_UINT8, 1}};
     sp_table *t;
-    SP_DEMO_FORWARD(sp_table_new(2, cols, o->rows, &t));
+    SP_DEMO_FORWARD(sp_table_new(2, sp_demo_cols, o->rows, &t));
     sp_status st = sp_table_set_dict(t, 0, 4, sp_demo_strings);
     if (st != SP_OK) {
         sp_table_free(t);
@@ -155,13 +172,7 @@ static sp_status sp_demo_gen(uint32_t i, void *user, sp_table **out)
     }
     for (unsigned v = 0; v < 256; v++) t->cols[1].u8[v] = (uint8_t)v;
     t->cols[1].ndict = 256;
-    uint32_t *a = t->cols[0].codes, *c = t->cols[1].codes;
-    uint64_t s = o->seed * 0xD1B54A32D192ED03ull + i;
-    for (uint64_t r = 0; r < o->rows; r++) {
-        uint64_t x = sp_splitmix(&s);
-        a[r] = (uint32_t)(x & 3);
-        c[r] = (uint32_t)((x >> 32) & 255);
-    }
+    sp_demo_fill(o, i, t->cols[0].codes, t->cols[1].codes);
     sp_table_recount(t);
     *out = t;
     return SP_OK;
@@ -173,11 +184,10 @@ sp_status sp_demo_table_run(sp_pool *pool, const sp_demo_opts *o, unsigned reada
     sp_dag_options dopt = {0, readahead};
     sp_dag *dag;
     SP_DEMO_FORWARD(sp_dag_open(&dag, pool, &dopt));
-    static const sp_col_spec cols[2] = {{"a", SP_COL_STRING, 0}, {"b", SP_COL_UINT8, 1}};
     double t0 = sp_now();
     sp_dtable *t = NULL;
     sp_table *groups = NULL;
-    sp_status st = sp_dtable_generate(dag, 2, cols, o->parts, sp_demo_gen, (void *)o, o->rows * 8 + 4096, &t);
+    sp_status st = sp_dtable_generate(dag, 2, sp_demo_cols, o->parts, sp_demo_gen, (void *)o, o->rows * 8 + 4096, &t);
     sp_agg count = {SP_AGG_COUNT, NULL};
     if (st == SP_OK) st = sp_dtable_group_by(t, "a", 1, &count, &groups);
     double t1 = sp_now();
@@ -191,14 +201,7 @@ sp_status sp_demo_table_run(sp_pool *pool, const sp_demo_opts *o, unsigned reada
     if (st == SP_OK) st = sp_dtable_iter_open(t, readahead == -1u ? 0 : 2, &it);
     for (const sp_table *p = NULL; st == SP_OK;) {
         if ((st = sp_dtable_iter_next(it, &p)) != SP_OK || !p) break;
-        const uint32_t *a = p->cols[0].codes;
-        for (uint64_t k = 0; k < p->nrows; k++) r->counts_a[a[k] & 3]++;
-        XXH3_state_t hs; /* a's codes then b's: the bytes sp_demo_partition hashes */
-        XXH3_64bits_reset(&hs);
-        XXH3_64bits_update(&hs, p->cols[0].codes, p->nrows * 4);
-        XXH3_64bits_update(&hs, p->cols[1].codes, p->nrows * 4);
-        uint64_t h = XXH3_64bits_digest(&hs);
-        sum = XXH3_64bits_withSeed(&h, sizeof h, sum);
+        sp_demo_account(r, &sum, p->cols[0].codes, p->cols[1].codes, p->nrows);
     }
     sp_dtable_iter_close(it);
     double t2 = sp_now();
@@ -214,4 +217,13 @@ sp_status sp_demo_table_run(sp_pool *pool, const sp_demo_opts *o, unsigned reada
     sp_dag_close(dag);
     r->peak_rss = sp_peak_rss();
     return st;
+}
+
+sp_status sp_demo_on(const sp_config *cfg, unsigned readahead, const sp_demo_opts *o, sp_demo_result *r)
+{
+    sp_pool *p;
+    SP_DEMO_FORWARD(sp_pool_open(&p, cfg));
+    sp_status st = readahead == SP_DEMO_POOL_ONLY ? sp_demo_run(p, o, r) : sp_demo_table_run(p, o, readahead, r);
+    sp_status cs = sp_pool_close(p);
+    return st != SP_OK ? st : cs;
 }

@@ -45,6 +45,11 @@ sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r);
  * read-ahead unless readahead is -1u) and checksummed. The checksum and counts_a
  * equal sp_demo_run's. */
 sp_status sp_demo_table_run(sp_pool *pool, const sp_demo_opts *o, unsigned readahead, sp_demo_result *r);
+/* Open a pool on cfg, run the demo on it (pool only when readahead is
+ * SP_DEMO_POOL_ONLY, else the table form with that read-ahead), close the pool:
+ * the first error. The benchmarks' one way to run the demo. */
+#define SP_DEMO_POOL_ONLY 0xfffffffeu
+sp_status sp_demo_on(const sp_config *cfg, unsigned readahead, const sp_demo_opts *o, sp_demo_result *r);
 /* Peak resident set of this process, in bytes. */
 uint64_t sp_peak_rss(void);
 
