@@ -108,18 +108,25 @@ sp_status sp__dtable_column(const sp_dtable *t, const char *name, const char *wh
     return sp__fail(SP_ERR_INVALID, "%s: column '%s' does not exist (columns: %s)", what, name ? name : "(null)", names);
 }
 
-/* Spawn, for each partition of `from`, fn with the partition as argument 0 and the
- * new table as user; the tasks become the new table's partitions. */
-static sp_status sp_spawn_each(sp_dtable *from, sp_dtable *to, sp_task_fn fn, const char *what)
+/* The end of every operation: if setting up `to` went well (st), spawn, for each
+ * partition of `from`, fn with the partition as argument 0 and `to` as user (the
+ * tasks become to's partitions) and hand `to` out; on any failure free it. */
+static sp_status sp_dt_launch(sp_dtable *from, sp_dtable *to, sp_status st, sp_task_fn fn, const char *what,
+                              sp_dtable **out)
 {
-    for (uint32_t i = 0; i < from->nparts; i++) {
+    for (uint32_t i = 0; i < from->nparts && st == SP_OK; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s %u", what, i);
         sp_spawn_options o = {name, from->part_bytes};
         sp_task *task;
-        SP_FORWARD(sp_spawn(to->dag, fn, to, 1, &from->parts[i], &o, &task));
-        to->parts[i] = sp_arg_task(task);
+        st = sp_spawn(to->dag, fn, to, 1, &from->parts[i], &o, &task);
+        if (st == SP_OK) to->parts[i] = sp_arg_task(task);
     }
+    if (st != SP_OK) {
+        sp_dtable_free(to);
+        return st;
+    }
+    *out = to;
     return SP_OK;
 }
 
@@ -425,13 +432,7 @@ sp_status sp_dtable_map(sp_dtable *from, const char *name, sp_col_type type, sp_
         }
         sp__free(spec);
     }
-    if (st == SP_OK) st = sp_spawn_each(from, t, sp_task_map, "map");
-    if (st != SP_OK) {
-        sp_dtable_free(t);
-        return st;
-    }
-    *out = t;
-    return SP_OK;
+    return sp_dt_launch(from, t, st, sp_task_map, "map", out);
 }
 
 /* ---- filter, where, select ---- */
@@ -467,13 +468,7 @@ static sp_status sp_filter_common(sp_dtable *from, sp_pred_fn pred, void *user, 
     t->pred_user = user;
     t->expr = e;
     st = sp_schema_of(from->schema->ncols, from->schema->cols, NULL, &t->schema);
-    if (st == SP_OK) st = sp_spawn_each(from, t, sp_task_filter, e ? "where" : "filter");
-    if (st != SP_OK) {
-        sp_dtable_free(t);
-        return st;
-    }
-    *out = t;
-    return SP_OK;
+    return sp_dt_launch(from, t, st, sp_task_filter, e ? "where" : "filter", out);
 }
 
 sp_status sp_dtable_filter(sp_dtable *from, sp_pred_fn pred, void *user, sp_dtable **out)
@@ -525,13 +520,7 @@ sp_status sp_dtable_select(sp_dtable *from, uint32_t n, const char *const *names
     t->keep_idx = idx;
     t->nkeep = n;
     st = sp_schema_of(n, from->schema->cols, idx, &t->schema);
-    if (st == SP_OK) st = sp_spawn_each(from, t, sp_task_select, "select");
-    if (st != SP_OK) {
-        sp_dtable_free(t);
-        return st;
-    }
-    *out = t;
-    return SP_OK;
+    return sp_dt_launch(from, t, st, sp_task_select, "select", out);
 }
 
 /* ---- fetch: concatenate ---- */

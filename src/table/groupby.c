@@ -396,7 +396,6 @@ static sp_status sp_gb_run(sp_dtable *t, const sp_gb *gb, sp__keymap *km, sp_acc
     }
     sp__free(tasks);
     if (st != SP_OK && why[0]) return sp__fail(st, "%s", why); /* the first failure, not a cancellation's */
-    if (km->n > *cap) return sp__fail(SP_ERR_INVALID, "group-by: internal: %u groups, room for %u", km->n, *cap);
     return st;
 }
 
