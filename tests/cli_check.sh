@@ -20,9 +20,15 @@ plain=$(SPILLPOOL_DIR="$dir" SPILLPOOL_MEMORY_BOUND=4MiB "$cli" demo --parts 6 -
 sum() { printf '%s' "$1" | sed 's/.*"checksum":"\([0-9a-f]*\)".*/\1/'; }
 [ "$(sum "$demo")" = "$(sum "$plain")" ] || { echo "checksums differ: $demo / $plain" >&2; exit 1; }
 bench=$(SPILLPOOL_DIR="$dir" "$cli" bench filters --parts 6 --rows 100000 --chains 'plain;zstd;lz4,encrypt' --json)
-need "$bench" chain disk_bytes spill_mb_s restore_mb_s seconds
+need "$bench" chain page_cache disk_bytes spill_mb_s restore_mb_s seconds
 case "$bench" in \[*\]) ;; *) echo "bench --json is not an array: $bench" >&2; exit 1 ;; esac
-[ "$(printf '%s' "$bench" | grep -o '"chain"' | wc -l)" -eq 3 ] || { echo "want 3 rows: $bench" >&2; exit 1; }
+# every chain with the page cache kept, then dropped
+[ "$(printf '%s' "$bench" | grep -o '"chain"' | wc -l)" -eq 6 ] || { echo "want 6 rows: $bench" >&2; exit 1; }
+[ "$(printf '%s' "$bench" | grep -o '"page_cache":"drop"' | wc -l)" -eq 3 ] || { echo "want 3 drop rows: $bench" >&2; exit 1; }
+bench=$(SPILLPOOL_DIR="$dir" "$cli" bench filters --parts 4 --rows 100000 --chains 'plain;lz4' --page-cache drop --json)
+[ "$(printf '%s' "$bench" | grep -o '"page_cache":"drop"' | wc -l)" -eq 2 ] || { echo "want 2 drop rows only: $bench" >&2; exit 1; }
+if SPILLPOOL_PAGE_CACHE=sometimes "$cli" config 2>"$dir/err"; then echo "a bad page cache mode was accepted" >&2; exit 1; fi
+grep -q "SPILLPOOL_PAGE_CACHE" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
 lazy=$(TMPDIR="$dir" SPILLPOOL_DIR="$dir" "$cli" bench lazy --files 300 --runs 2 --json)
 need "$lazy" files ns_per_file files_opened
 case "$lazy" in *'"files_opened":24,'*) ;; *) echo "one day must open 24 files: $lazy" >&2; exit 1 ;; esac

@@ -67,6 +67,7 @@ static void clear_env(void)
     unsetenv("SPILLPOOL_DIR");
     unsetenv("SPILLPOOL_POLICY");
     unsetenv("SPILLPOOL_SPILL_AHEAD");
+    unsetenv("SPILLPOOL_PAGE_CACHE");
 }
 
 static void defaults_are_the_articles_within_the_machine(void **s)
@@ -83,6 +84,7 @@ static void defaults_are_the_articles_within_the_machine(void **s)
     assert_int_equal(c.policy, SP_POLICY_MRU);
     assert_null(c.dir);
     assert_true(c.spill_ahead < c.memory_bound);
+    assert_int_equal(c.page_cache, SP_CACHE_KEEP);
 }
 
 static void env_overrides_every_setting(void **s)
@@ -94,6 +96,7 @@ static void env_overrides_every_setting(void **s)
     setenv("SPILLPOOL_DIR", "/some/where", 1);
     setenv("SPILLPOOL_POLICY", "lru", 1);
     setenv("SPILLPOOL_SPILL_AHEAD", "0", 1);
+    setenv("SPILLPOOL_PAGE_CACHE", "Drop", 1);
     sp_config c;
     t_ok(sp_config_from_env(&c));
     assert_int_equal(c.memory_bound, 1ull << 30);
@@ -101,6 +104,8 @@ static void env_overrides_every_setting(void **s)
     assert_string_equal(c.dir, "/some/where");
     assert_int_equal(c.policy, SP_POLICY_LRU);
     assert_int_equal(c.spill_ahead, 0);
+    assert_int_equal(c.page_cache, SP_CACHE_DROP);
+    assert_string_equal(sp_page_cache_name(c.page_cache), "drop");
     clear_env();
 }
 
@@ -112,7 +117,7 @@ static void bad_env_values_name_the_variable(void **s)
     } cases[] = {
         {"SPILLPOOL_MEMORY_BOUND", "lots"}, {"SPILLPOOL_MEMORY_BOUND", "0"}, {"SPILLPOOL_DISK_BOUND", "-5G"},
         {"SPILLPOOL_DISK_BOUND", "0GiB"},   {"SPILLPOOL_POLICY", "random"},  {"SPILLPOOL_DIR", ""},
-        {"SPILLPOOL_SPILL_AHEAD", "1Q"},
+        {"SPILLPOOL_SPILL_AHEAD", "1Q"},   {"SPILLPOOL_PAGE_CACHE", "flush"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         clear_env();
@@ -148,6 +153,11 @@ static void open_rejects_zero_bounds_and_oversized_spill_ahead(void **s)
     c.spill_ahead = 0;
     c.policy = (sp_policy)7;
     t_status(sp_pool_open(&p, &c), SP_ERR_INVALID);
+    c.policy = SP_POLICY_MRU;
+    c.page_cache = (sp_page_cache)3;
+    t_status(sp_pool_open(&p, &c), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "page cache"));
+    c.page_cache = SP_CACHE_KEEP;
     t_rmrf(dir);
     free(dir);
 }

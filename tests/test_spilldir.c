@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -688,6 +690,77 @@ static void unwritable_dir_is_a_permission_error(void **state)
     assert_int_equal(chmod(ro, 0700), 0);
 }
 
+/* ---- 10. the page cache of spill files ---- */
+
+/* Pages of the file in the kernel's cache (mincore on a mapping of it); -1 where
+ * the file system cannot drop them (tmpfs keeps its pages in memory by nature). */
+static long sd_cached_pages(const char *path)
+{
+    struct statfs fs;
+    if (statfs(path, &fs) != 0) fail_msg("statfs %s: %s", path, strerror(errno));
+    if (fs.f_type == 0x01021994) return -1; /* TMPFS_MAGIC */
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    long psz = sysconf(_SC_PAGESIZE);
+    size_t pages = ((size_t)st.st_size + (size_t)psz - 1) / (size_t)psz;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    unsigned char *vec = calloc(pages, 1);
+    assert_non_null(vec);
+    assert_int_equal(mincore(m, (size_t)st.st_size, vec), 0);
+    long n = 0;
+    for (size_t i = 0; i < pages; i++) n += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+    return n;
+}
+
+static void dropped_spill_files_leave_the_page_cache_and_read_back_intact(void **state)
+{
+    fix *f = *state;
+    const size_t len = 256 * 1024;
+    for (int mode = SP_CACHE_KEEP; mode <= SP_CACHE_DROP; mode++) {
+        sp_config c;
+        t_config(&c, f->dir, len + len / 2, 16 * len, SP_POLICY_LRU);
+        c.page_cache = (sp_page_cache)mode;
+        t_ok(sp_pool_open(&f->p[0], &c));
+        sp_ref a = t_put(f->p[0], len, 7 + (unsigned)mode);
+        sp_ref b = t_put(f->p[0], len, 9);
+        assert_int_equal(t_tier(f->p[0], a), SP_TIER_DISK);
+        char file[SD_PATH];
+        sd_path_of(f->p[0], a, file);
+        long cached = sd_cached_pages(file);
+        if (cached >= 0) {
+            /* Kept, the file just written is in the cache: the check can see pages. */
+            if (mode == SP_CACHE_KEEP) assert_true(cached > 0);
+            else if (cached != 0) fail_msg("drop: %ld pages of %s still cached after the spill", cached, file);
+        } else {
+            print_message("tmpfs: the page cache is the file itself; only the round trip is checked\n");
+        }
+        /* Read back for reading only, so the file stays as a clean copy; b goes out. */
+        const void *obj;
+        t_ok(sp_pin_read(f->p[0], a, &obj));
+        const sp_bytes *got = obj;
+        assert_int_equal(got->len, len);
+        for (size_t i = 0; i < len; i++)
+            if (got->data[i] != (unsigned char)(7 + (unsigned)mode + i * 31)) fail_msg("byte %zu differs", i);
+        t_ok(sp_unpin(f->p[0], a));
+        assert_int_equal(t_tier(f->p[0], b), SP_TIER_DISK);
+        if (mode == SP_CACHE_DROP && cached >= 0) {
+            long after = sd_cached_pages(file);
+            if (after != 0) fail_msg("drop: %ld pages of %s cached after the read back", after, file);
+        }
+        t_check(f->p[0], b, len, 9);
+        t_ok(sp_release(f->p[0], a));
+        t_ok(sp_release(f->p[0], b));
+        t_ok(sp_pool_close(f->p[0]));
+        f->p[0] = NULL;
+    }
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 int main(void)
 {
@@ -701,6 +774,7 @@ int main(void)
         T(two_pools_in_one_process_have_separate_sessions),
         T(dir_under_a_regular_file_is_an_io_error_naming_the_path),
         T(unwritable_dir_is_a_permission_error),
+        T(dropped_spill_files_leave_the_page_cache_and_read_back_intact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

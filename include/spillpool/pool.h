@@ -108,6 +108,9 @@ typedef struct sp_config {
      * 64 hex characters, readable by its owner only. key wins over key_file. */
     const unsigned char *key;
     const char *key_file;
+    /* The spill files' pages in the kernel's cache (see sp_page_cache in store.h);
+     * applies to the directory store the pool opens itself. Default: keep. */
+    sp_page_cache page_cache;
 } sp_config;
 
 /* The defaults: memory bound min(8 GiB, half of the machine's or cgroup's memory),
@@ -115,8 +118,8 @@ typedef struct sp_config {
 void sp_config_default(sp_config *cfg);
 
 /* The defaults overridden by SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,
- * SPILLPOOL_DIR, SPILLPOOL_POLICY, SPILLPOOL_SPILL_AHEAD, SPILLPOOL_FILTERS and
- * SPILLPOOL_KEY_FILE. Sizes take plain bytes or units (see sp_parse_size). Strings
+ * SPILLPOOL_DIR, SPILLPOOL_POLICY, SPILLPOOL_SPILL_AHEAD, SPILLPOOL_FILTERS,
+ * SPILLPOOL_KEY_FILE and SPILLPOOL_PAGE_CACHE. Sizes take plain bytes or units (see sp_parse_size). Strings
  * read from the environment point into it and are valid while it is unchanged.
  * Errors: SP_ERR_INVALID naming the variable and its value. */
 sp_status sp_config_from_env(sp_config *cfg);

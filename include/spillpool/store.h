@@ -23,6 +23,18 @@ extern "C" {
 
 typedef enum sp_place { SP_PLACE_SESSION = 0, SP_PLACE_KEEP = 1 } sp_place;
 
+/* What becomes of a spill file's pages in the kernel's page cache. KEEP (the
+ * default) leaves them to the kernel: fast while the machine's spare memory holds
+ * the spill. DROP writes each file through to the disk when it is finished and
+ * drops its pages, and drops them again after a read back: a spilled object then
+ * really leaves memory (a cgroup charges the page cache to the process too), a full
+ * or failing disk is reported at the spill instead of later, and restores cost what
+ * they cost once data outgrows memory. */
+typedef enum sp_page_cache { SP_CACHE_KEEP = 0, SP_CACHE_DROP = 1 } sp_page_cache;
+const char *sp_page_cache_name(sp_page_cache c); /* "keep", "drop" */
+/* "keep" or "drop" (case-insensitive). Errors: SP_ERR_INVALID naming the text. */
+sp_status sp_parse_page_cache(const char *text, sp_page_cache *out);
+
 typedef struct sp_store_methods {
     int version; /* 1 */
     /* Create (or truncate) a file for writing. Nothing is visible under `name` in
@@ -58,6 +70,8 @@ sp_status sp_dir_store_open(const char *dir, void **ctx);
 void sp_dir_store_close(void *ctx);
 /* The session directory path (owned by the store). */
 const char *sp_dir_store_session(void *ctx);
+/* Set what happens to the page cache of files written and read from now on. */
+void sp_dir_store_set_page_cache(void *ctx, sp_page_cache mode);
 extern const sp_store_methods sp_dir_store_methods;
 
 #ifdef __cplusplus

@@ -11,6 +11,9 @@ typedef struct sp_bench_filters_opts {
     unsigned runs;         /* per chain; the median time is shown */
     const char **chains;   /* NULL: plain, zstd, lz4, gzip, encrypt, zstd+encrypt, lz4+encrypt */
     unsigned nchains;
+    /* Which page-cache regimes to run, SP_CACHE_KEEP and/or SP_CACHE_DROP as bits
+     * (1 << mode); 0: both. */
+    unsigned caches;
     int json;
 } sp_bench_filters_opts;
 

@@ -35,11 +35,12 @@ static void usage(FILE *f)
             "  bench dag [--tasks N] [--runs K] [--json]\n"
             "        N empty tasks (default 100000) spawned and run: microseconds per task\n"
             "  bench filters [--parts N] [--rows R] [--bound SIZE] [--runs K]\n"
-            "                [--chains 'c1;c2;...'] [--json]\n"
+            "                [--chains 'c1;c2;...'] [--page-cache keep|drop|both] [--json]\n"
             "        the demo under a memory bound that sends most partitions to disk (default\n"
             "        an eighth of the data), once per filter chain (default: plain, zstd, lz4,\n"
             "        gzip, encrypt, zstd+encrypt, lz4+encrypt): disk bytes, spill and restore\n"
-            "        MB/s and seconds, each against plain\n"
+            "        MB/s and seconds, each against plain; with the spill files kept in the\n"
+            "        page cache and dropped from it (default: both, a table each)\n"
             "  bench lazy [--files N] [--runs K] [--json]\n"
             "        writes N hourly CSV files (default 87600), registers them all with the\n"
             "        pool (median ns per file over K runs), then pins one day (24 files) and\n"
@@ -55,7 +56,8 @@ static void usage(FILE *f)
             "\n"
             "configuration (environment): SPILLPOOL_MEMORY_BOUND, SPILLPOOL_DISK_BOUND,\n"
             "SPILLPOOL_DIR, SPILLPOOL_POLICY (mru|lru), SPILLPOOL_SPILL_AHEAD,\n"
-            "SPILLPOOL_FILTERS (e.g. zstd:3,encrypt), SPILLPOOL_KEY_FILE\n");
+            "SPILLPOOL_FILTERS (e.g. zstd:3,encrypt), SPILLPOOL_KEY_FILE,\n"
+            "SPILLPOOL_PAGE_CACHE (keep|drop)\n");
 }
 
 static int fail(sp_status st, const char *what)
@@ -194,16 +196,18 @@ static int cmd_config(int argc, char **argv)
     const char *key_file = c.key_file ? c.key_file : "";
     if (json) {
         printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":\"%s\",\"policy\":\"%s\",\"spill_ahead\":%llu,"
-               "\"filters\":\"%s\",\"key_file\":\"%s\"}\n",
+               "\"filters\":\"%s\",\"key_file\":\"%s\",\"page_cache\":\"%s\"}\n",
                (unsigned long long)c.memory_bound, (unsigned long long)c.disk_bound, dir,
-               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead, filters, key_file);
+               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead, filters, key_file,
+               sp_page_cache_name(c.page_cache));
     } else {
         char a[32], b[32], d[32];
         printf("memory bound: %s\ndisk bound:   %s\ndir:          %s\npolicy:       %s\nspill ahead:  %s\n"
-               "filters:      %s\nkey file:     %s\n",
+               "filters:      %s\nkey file:     %s\npage cache:   %s\n",
                sp_format_size(c.memory_bound, a, sizeof a), sp_format_size(c.disk_bound, b, sizeof b), dir,
                sp_policy_name(c.policy), sp_format_size(c.spill_ahead, d, sizeof d),
-               filters[0] ? filters : "(none)", key_file[0] ? key_file : "(none)");
+               filters[0] ? filters : "(none)", key_file[0] ? key_file : "(none)",
+               sp_page_cache_name(c.page_cache));
     }
     return 0;
 }
@@ -341,6 +345,16 @@ static int cmd_bench(int argc, char **argv)
                 chains[o.nchains++] = t;
             }
             o.chains = chains;
+            i++;
+        } else if (strcmp(argv[i], "--page-cache") == 0 && val) {
+            sp_page_cache pc;
+            if (strcmp(val, "both") == 0) o.caches = 0;
+            else if (sp_parse_page_cache(val, &pc) == SP_OK) o.caches = 1u << pc;
+            else {
+                fprintf(stderr, "spillpool bench filters: --page-cache '%s': expected keep, drop or both\n", val);
+                free(list);
+                return 2;
+            }
             i++;
         } else {
             free(list);

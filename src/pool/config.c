@@ -94,6 +94,11 @@ sp_status sp_config_from_env(sp_config *cfg)
         if (st != SP_OK) return sp__wrap(st, "SPILLPOOL_FILTERS");
         c.filters = filters;
     }
+    const char *cache = getenv("SPILLPOOL_PAGE_CACHE");
+    if (cache) {
+        sp_status st = sp_parse_page_cache(cache, &c.page_cache);
+        if (st != SP_OK) return sp__wrap(st, "SPILLPOOL_PAGE_CACHE");
+    }
     const char *key_file = getenv("SPILLPOOL_KEY_FILE");
     if (key_file) {
         SP_RETURN_IF(key_file[0] == '\0', SP_ERR_INVALID, "SPILLPOOL_KEY_FILE: empty (unset it for no key)");

@@ -514,6 +514,8 @@ static sp_status sp_check_config(const sp_config *c)
     SP_RETURN_IF(c->disk_bound == 0, SP_ERR_INVALID, "disk bound: must be greater than zero");
     SP_RETURN_IF(c->policy != SP_POLICY_MRU && c->policy != SP_POLICY_LRU, SP_ERR_INVALID,
                  "policy: unknown value %d", (int)c->policy);
+    SP_RETURN_IF(c->page_cache != SP_CACHE_KEEP && c->page_cache != SP_CACHE_DROP, SP_ERR_INVALID,
+                 "page cache: unknown value %d", (int)c->page_cache);
     SP_RETURN_IF(c->spill_ahead >= c->memory_bound, SP_ERR_INVALID,
                  "spill-ahead %llu: must be smaller than the memory bound %llu",
                  (unsigned long long)c->spill_ahead, (unsigned long long)c->memory_bound);
@@ -548,6 +550,7 @@ sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
             p->m = &sp_dir_store_methods;
             p->own_store = 1;
             st = sp_dir_store_open(p->dir, &p->sctx);
+            if (st == SP_OK) sp_dir_store_set_page_cache(p->sctx, c.page_cache);
         }
     }
     if (st != SP_OK) {

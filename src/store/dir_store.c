@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@ typedef struct sp_dir_store {
     char session[SP_PATH_CAP];
     char lock_path[SP_PATH_CAP];
     int lock_fd;
+    _Atomic int drop_cache; /* an sp_page_cache */
 } sp_dir_store;
 
 typedef struct sp_dir_file {
@@ -186,6 +188,25 @@ void sp_dir_store_close(void *ctx)
 
 const char *sp_dir_store_session(void *ctx) { return ((sp_dir_store *)ctx)->session; }
 
+void sp_dir_store_set_page_cache(void *ctx, sp_page_cache mode)
+{
+    ((sp_dir_store *)ctx)->drop_cache = mode == SP_CACHE_DROP;
+}
+
+const char *sp_page_cache_name(sp_page_cache c) { return c == SP_CACHE_DROP ? "drop" : "keep"; }
+
+sp_status sp_parse_page_cache(const char *text, sp_page_cache *out)
+{
+    SP_RETURN_IF(text == NULL, SP_ERR_INVALID, "page cache: NULL");
+    if (strcasecmp(text, "keep") == 0) *out = SP_CACHE_KEEP;
+    else if (strcasecmp(text, "drop") == 0) *out = SP_CACHE_DROP;
+    else return sp__fail(SP_ERR_INVALID, "page cache '%s': expected 'keep' or 'drop'", text);
+    return SP_OK;
+}
+
+/* Advice only: a kernel that ignores it leaves the pages cached, nothing worse. */
+static void sp_drop_pages(int fd) { (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); }
+
 static sp_status sp_dir_create(void *ctx, const char *name, sp_place place, void **out)
 {
     sp_dir_store *s = ctx;
@@ -249,8 +270,14 @@ static sp_status sp_dir_commit(void *file)
 {
     sp_dir_file *f = file;
     sp_status st = SP_OK;
-    /* Kept files must survive a crash; session files die with the session anyway. */
+    /* Kept files must survive a crash; session files die with the session anyway,
+     * but reach the disk first when their pages are to be dropped (only clean pages
+     * can be). A write-back error (a full or failing disk) fails the spill here. */
+    int drop = f->s->drop_cache;
     if (f->place == SP_PLACE_KEEP && fsync(f->fd) != 0) st = sp__fail_errno(SP_OK, errno, "fsync %s", f->tmp);
+    else if (f->place != SP_PLACE_KEEP && drop && fdatasync(f->fd) != 0)
+        st = sp__fail_errno(SP_OK, errno, "write back %s", f->path);
+    if (st == SP_OK && drop) sp_drop_pages(f->fd);
     if (st == SP_OK && close(f->fd) != 0) st = sp__fail_errno(SP_OK, errno, "close %s", f->path);
     f->fd = -1;
     if (st == SP_OK && f->tmp[0] && rename(f->tmp, f->path) != 0)
@@ -306,6 +333,7 @@ static sp_status sp_dir_read(void *file, void *buf, size_t len, size_t *got)
 static void sp_dir_close(void *file)
 {
     sp_dir_file *f = file;
+    if (f->s->drop_cache) sp_drop_pages(f->fd); /* the object is in memory now */
     close(f->fd);
     sp__free(f);
 }
