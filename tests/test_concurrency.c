@@ -627,6 +627,127 @@ static void release_races_with_spill_and_restore(void **state)
     free(dir);
 }
 
+/* ---- a tag is one object's, whatever the timing ---- */
+
+typedef struct {
+    sp_pool *p;
+    unsigned char fill;
+    const char *tag;
+    sp_ref ref;
+    sp_status st;
+} tag_put;
+
+static void *tag_putter(void *argp)
+{
+    tag_put *a = argp;
+    sp_bytes *b = sp_bytes_new(4096);
+    if (!b) {
+        a->st = SP_ERR_NOMEM;
+        return NULL;
+    }
+    memset(b->data, a->fill, 4096);
+    sp_put_options o = {.tag = a->tag};
+    a->st = sp_put(a->p, b, &sp_bytes_type, &o, &a->ref);
+    if (a->st != SP_OK) sp_bytes_free(b);
+    return NULL;
+}
+
+static void tag_check(sp_pool *p, sp_ref r, unsigned char fill)
+{
+    const void *obj;
+    t_ok(sp_pin_read(p, r, &obj));
+    const sp_bytes *b = obj;
+    for (size_t i = 0; i < b->len; i++)
+        if (b->data[i] != fill) fail_msg("byte %zu is %u, want %u", i, b->data[i], fill);
+    t_ok(sp_unpin(p, r));
+}
+
+/* Both puts must evict, which drops the lock: only one may take the tag. */
+static void two_puts_of_one_tag_one_wins(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir();
+    t_store s;
+    t_store_init(&s, dir);
+    sp_pool *p = t_pool_on(&s, 3 * 4096, 1 << 20, SP_POLICY_MRU);
+    sp_ref full[3];
+    for (int i = 0; i < 3; i++) full[i] = t_put(p, 4096, 9);
+    atomic_store(&s.write_delay_ms, 100); /* the evictions overlap */
+    tag_put a[2] = {{p, 'A', "shared", SP_REF_NULL, SP_OK}, {p, 'B', "shared", SP_REF_NULL, SP_OK}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, tag_putter, &a[i]), 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    atomic_store(&s.write_delay_ms, 0);
+    int won = a[0].st == SP_OK ? 0 : 1;
+    t_ok(a[won].st);
+    t_status(a[1 - won].st, SP_ERR_INVALID);
+    /* The winner goes to disk under the tag and comes back intact. */
+    for (int i = 0; i < 3; i++) t_touch(p, full[i]);
+    tag_check(p, a[won].ref, a[won].fill);
+    for (int i = 0; i < 3; i++) t_ok(sp_release(p, full[i]));
+    t_ok(sp_release(p, a[won].ref));
+    t_ok(sp_pool_close(p));
+    t_store_fini(&s);
+    t_rmrf(dir);
+    free(dir);
+}
+
+typedef struct {
+    sp_pool *p;
+    sp_ref ref;
+    sp_status st;
+} tag_release;
+
+static void *tag_releaser(void *argp)
+{
+    tag_release *a = argp;
+    a->st = sp_release(a->p, a->ref);
+    return NULL;
+}
+
+/* A release removes the tagged file after the object is gone: a put of the same
+ * tag meanwhile waits for that, so the late remove cannot delete the new file. */
+static void tag_reused_during_its_release_keeps_the_new_file(void **state)
+{
+    (void)state;
+    char *dir = t_tmpdir();
+    t_store s;
+    t_store_init(&s, dir);
+    sp_pool *p = t_pool_on(&s, 2 * 4096 + 2048, 1 << 20, SP_POLICY_LRU); /* two objects */
+    tag_put x = {p, 'X', "t", SP_REF_NULL, SP_OK};
+    tag_putter(&x);
+    t_ok(x.st);
+    sp_ref other[2];
+    for (int i = 0; i < 2; i++) other[i] = t_put(p, 4096, 3); /* LRU: x goes to disk */
+    assert_int_equal(t_tier(p, x.ref), SP_TIER_DISK);
+    atomic_store(&s.remove_delay_ms, 300);
+    tag_release rel = {p, x.ref, SP_OK};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, tag_releaser, &rel), 0);
+    t_sleep_ms(100); /* the release is in its remove now */
+    tag_put y = {p, 'Y', "t", SP_REF_NULL, SP_OK};
+    tag_putter(&y);
+    t_ok(y.st);
+    /* Read pins (no removes, which are slowed down now) bring the others back: y,
+     * least recently used, goes to disk under "t" while the release still runs. */
+    for (int i = 0; i < 2; i++) {
+        const void *obj;
+        t_ok(sp_pin_read(p, other[i], &obj));
+        t_ok(sp_unpin(p, other[i]));
+    }
+    assert_int_equal(t_tier(p, y.ref), SP_TIER_DISK);
+    pthread_join(th, NULL);
+    atomic_store(&s.remove_delay_ms, 0);
+    t_ok(rel.st);
+    tag_check(p, y.ref, 'Y');
+    for (int i = 0; i < 2; i++) t_ok(sp_release(p, other[i]));
+    t_ok(sp_release(p, y.ref));
+    t_ok(sp_pool_close(p));
+    t_store_fini(&s);
+    t_rmrf(dir);
+    free(dir);
+}
+
 /* ---- no store call and no encode/decode/free runs under the pool's lock ---- */
 
 static sp_pool *probe_pool;
@@ -744,6 +865,8 @@ int main(void)
         cmocka_unit_test(concurrent_pins_share_one_read),
         cmocka_unit_test(independent_spills_run_in_parallel),
         cmocka_unit_test(release_races_with_spill_and_restore),
+        cmocka_unit_test(two_puts_of_one_tag_one_wins),
+        cmocka_unit_test(tag_reused_during_its_release_keeps_the_new_file),
         cmocka_unit_test(io_happens_outside_the_pool_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,15 @@
 /* Faults: failing writes, a full disk bound, missing, truncated and altered spill
  * files, failing allocations. Each gives a clear status, loses nothing, and leaves
  * the pool usable. */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/testing.h"
@@ -110,6 +114,67 @@ static void failing_commit_is_reported_and_loses_nothing(void **state)
     t_check(f->p, a, 600, 1);
     sp_bytes_free(b);
     t_ok(sp_release(f->p, a));
+}
+
+/* The disk failing at write-back: this program's fdatasync and fsync stand in for
+ * the C library's (the executable's symbols come first), failing while asked to. */
+static atomic_int sync_fails;
+int fdatasync(int fd)
+{
+    if (atomic_load(&sync_fails)) return errno = EIO, -1;
+    return (int)syscall(SYS_fdatasync, fd);
+}
+int fsync(int fd)
+{
+    if (atomic_load(&sync_fails)) return errno = EIO, -1;
+    return (int)syscall(SYS_fsync, fd);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+
+static void failing_write_back_is_reported_and_leaks_no_file(void **state)
+{
+    fix *f = *state;
+    sp_config c;
+    t_config(&c, f->dir, 1000, 1 << 20, SP_POLICY_LRU);
+    c.page_cache = SP_CACHE_DROP; /* session files are synced: the failure shows there */
+    sp_pool *p;
+    t_ok(sp_pool_open(&p, &c));
+    sp_ref a = t_put(p, 600, 1);
+    int fds = open_fds();
+    atomic_store(&sync_fails, 1);
+    for (int i = 0; i < 10; i++) {
+        sp_bytes *b = sp_bytes_new(600);
+        sp_ref rb;
+        t_status(sp_put(p, b, &sp_bytes_type, NULL, &rb), SP_ERR_IO);
+        if (!strstr(sp_last_error(), "write back")) fail_msg("message '%s' lacks 'write back'", sp_last_error());
+        sp_bytes_free(b);
+    }
+    /* A retained object's release writes its kept file, synced in every mode. */
+    sp_put_options keep = {.retain = 1};
+    sp_bytes *k = sp_bytes_new(100);
+    memset(k->data, 5, 100);
+    sp_ref rk;
+    t_ok(sp_put(p, k, &sp_bytes_type, &keep, &rk));
+    t_status(sp_release(p, rk), SP_ERR_IO);
+    atomic_store(&sync_fails, 0);
+    assert_int_equal(open_fds(), fds);
+    assert_int_equal(t_count_files(sp_pool_session_dir(p)), 0);
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.disk_used, 0);
+    t_check(p, a, 600, 1);
+    t_ok(sp_release(p, rk)); /* the disk is back: now it is written */
+    t_ok(sp_release(p, a));
+    t_ok(sp_pool_close(p));
 }
 
 static void full_disk_bound_keeps_object_in_memory(void **state)
@@ -335,6 +400,7 @@ int main(void)
         T(eio_on_write_is_io_error_and_loses_nothing),
         T(failure_midway_leaves_no_partial_file),
         T(failing_commit_is_reported_and_loses_nothing),
+        T(failing_write_back_is_reported_and_leaks_no_file),
         T(full_disk_bound_keeps_object_in_memory),
         T(missing_spill_file_is_not_found_and_pool_stays_usable),
         T(truncated_spill_file_is_corrupt_and_object_kept),

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/testing.h"
 #include "testlib.h"
 
 typedef struct {
@@ -307,6 +308,38 @@ static void batch_registration_is_all_or_nothing(void **state)
     free(refs);
 }
 
+/* Out of memory at every allocation of a batch (its objects, then the slots, which
+ * grow as they fill): all or nothing, and the pool goes on. */
+static void batch_registration_out_of_memory_registers_nothing(void **state)
+{
+    fix *f = *state;
+    enum { N = 3000 };
+    char **paths = malloc(N * sizeof *paths);
+    for (int i = 0; i < N; i++) {
+        paths[i] = malloc(32);
+        snprintf(paths[i], 32, "/data/%05d.csv", i);
+    }
+    sp_ref *refs = malloc(N * sizeof *refs);
+    int failed = 0;
+    for (long k = 0;; k++) {
+        sp_testing_fail_alloc_after(k);
+        sp_status st = sp_put_lazy_many(f->p, N, (const char *const *)paths, &sp_bytes_type, NULL, refs);
+        sp_testing_fail_alloc_after(-1);
+        if (st == SP_OK) {
+            assert_int_equal(stats(f->p).objects_on_disk, N);
+            for (int i = 0; i < N; i++) t_ok(sp_release(f->p, refs[i]));
+            break;
+        }
+        t_status(st, SP_ERR_NOMEM);
+        failed++;
+        assert_int_equal(stats(f->p).objects_on_disk, 0);
+    }
+    assert_true(failed > 0);
+    for (int i = 0; i < N; i++) free(paths[i]);
+    free(paths);
+    free(refs);
+}
+
 /* ---- sources that are not file paths ---- */
 
 /* An in-memory "object store": handle "key-<i>" is entry i. */
@@ -470,6 +503,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_registration_out_of_memory_registers_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(handles_load_through_source_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(changed_handles_are_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_handles_fail_that_object_only, setup, teardown),

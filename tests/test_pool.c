@@ -415,6 +415,98 @@ static void read_pins_keep_a_clean_copy(void **state)
     assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
 }
 
+/* A mutable pin of an object in memory with a clean copy on disk: the copy goes at
+ * once (it stops being the object's copy), so it holds no disk bytes, and the next
+ * spill of the object does not need room for two files. */
+static void mutable_pin_drops_the_clean_copy_of_a_read_pin(void **state)
+{
+    fix *f = *state;
+    sp_pool *p = t_pool(f->dir, 1000, 1500, SP_POLICY_LRU); /* room for two files, not three */
+    sp_ref a = t_put(p, 600, 1), b = t_put(p, 600, 2); /* a spilled */
+    const void *ro;
+    t_ok(sp_pin_read(p, a, &ro)); /* b spilled; a's file stays: two files */
+    t_ok(sp_unpin(p, a));
+    assert_int_equal(t_count_files(sp_pool_session_dir(p)), 2);
+    void *o;
+    t_ok(sp_pin(p, a, &o));
+    ((sp_bytes *)o)->data[0] = 99; /* changed: the file on disk is stale */
+    assert_int_equal(t_count_files(sp_pool_session_dir(p)), 1); /* b's */
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.disk_used, t_dir_bytes(sp_pool_session_dir(p)));
+    t_ok(sp_unpin(p, a));
+    sp_ref c = t_put(p, 600, 3); /* a is written again: two files, within the bound */
+    assert_int_equal(t_tier(p, a), SP_TIER_DISK);
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.disk_used, t_dir_bytes(sp_pool_session_dir(p)));
+    t_ok(sp_release(p, c));
+    t_ok(sp_pin(p, a, &o));
+    assert_int_equal(((sp_bytes *)o)->data[0], 99);
+    t_ok(sp_unpin(p, a));
+    t_check(p, b, 600, 2);
+    t_ok(sp_release(p, a));
+    t_ok(sp_release(p, b));
+    t_ok(sp_pool_close(p));
+}
+
+/* A buffer that can grow while pinned (sp_bytes cannot). */
+typedef struct {
+    size_t len;
+    unsigned char *d;
+} t_vec;
+static size_t t_vec_size(const void *o) { return ((const t_vec *)o)->len; }
+static sp_status t_vec_encode(const void *o, sp_writer *w) { return sp_write(w, ((const t_vec *)o)->d, ((const t_vec *)o)->len); }
+static void t_vec_free(void *o)
+{
+    t_vec *v = o;
+    if (v) free(v->d);
+    free(v);
+}
+static sp_status t_vec_decode(sp_reader *r, uint64_t len, void **out)
+{
+    t_vec *v = calloc(1, sizeof *v);
+    if (!v || !(v->d = malloc(len ? len : 1))) {
+        t_vec_free(v);
+        return SP_ERR_NOMEM;
+    }
+    v->len = len;
+    sp_status st = sp_read(r, v->d, len);
+    if (st != SP_OK) t_vec_free(v);
+    else *out = v;
+    return st;
+}
+static const sp_type t_vec_type = {"vec", t_vec_size, t_vec_encode, t_vec_decode, t_vec_free, NULL};
+
+/* An object that grew past the memory bound while pinned is spilled at unpin and
+ * then refused with a clear error, not reported as memory held by pins. */
+static void object_grown_past_the_bound_is_too_big_to_pin(void **state)
+{
+    fix *f = *state;
+    t_vec *v = calloc(1, sizeof *v);
+    assert_non_null(v);
+    v->len = 100;
+    v->d = calloc(1, 100);
+    sp_ref r;
+    t_ok(sp_put(f->p, v, &t_vec_type, NULL, &r));
+    void *o;
+    t_ok(sp_pin(f->p, r, &o));
+    t_vec *w = o;
+    unsigned char *grown = realloc(w->d, 2000);
+    assert_non_null(grown);
+    memset(grown, 7, 2000);
+    w->d = grown;
+    w->len = 2000; /* twice the bound */
+    t_ok(sp_unpin(f->p, r));
+    assert_int_equal(t_tier(f->p, r), SP_TIER_DISK);
+    t_status(sp_pin(f->p, r, &o), SP_ERR_TOO_BIG);
+    assert_non_null(strstr(sp_last_error(), "larger than the memory bound"));
+    /* the pool goes on */
+    sp_ref q = t_put(f->p, 600, 4);
+    t_check(f->p, q, 600, 4);
+    t_ok(sp_release(f->p, q));
+    t_ok(sp_release(f->p, r));
+}
+
 /* A freed big buffer is handed to the next allocation of its size: no fresh pages
  * (and their faults) for a restore that follows a spill. */
 static void big_buffers_are_recycled(void **state)
@@ -486,6 +578,8 @@ int main(void)
         T(null_arguments_are_invalid),
         T(read_pins_keep_a_clean_copy),
         T(put_pinned_is_not_a_victim_until_unpinned),
+        T(mutable_pin_drops_the_clean_copy_of_a_read_pin),
+        T(object_grown_past_the_bound_is_too_big_to_pin),
         cmocka_unit_test(big_buffers_are_recycled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -155,7 +155,7 @@ typedef struct t_file {
     void *inner;
 } t_file;
 
-static void t_sleep_ms(int ms)
+void t_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -260,6 +260,8 @@ static sp_status t_remove(void *ctx, const char *name, sp_place place)
 {
     t_store *s = ctx;
     atomic_fetch_add(&s->removes, 1);
+    int delay = atomic_load(&s->remove_delay_ms);
+    if (delay) t_sleep_ms(delay);
     return sp_dir_store_methods.remove(s->inner, name, place);
 }
 

@@ -39,6 +39,7 @@ void t_check(sp_pool *p, sp_ref r, size_t len, unsigned seed);
 sp_tier t_tier(sp_pool *p, sp_ref r);
 /* Pin then unpin: a touch. */
 void t_touch(sp_pool *p, sp_ref r);
+void t_sleep_ms(int ms);
 
 /* A pool on a fresh directory (on-demand eviction, MRU) with a dag on it. */
 typedef struct t_dagfx {
@@ -77,6 +78,7 @@ typedef struct t_store {
     atomic_int writers_now, writers_max; /* concurrent writes seen */
     atomic_int write_delay_ms;           /* sleep in each create, to make overlap visible */
     atomic_int read_delay_ms;            /* sleep in each open, likewise */
+    atomic_int remove_delay_ms;          /* sleep in each remove, before it */
 } t_store;
 
 extern const sp_store_methods t_store_methods;

@@ -169,16 +169,21 @@ sp_status sp_put(sp_pool *pool, void *obj, const sp_type *type, const sp_put_opt
 
 /* Pin: bring the object into memory (reading it back if it was spilled) and keep it
  * there until sp_unpin. Pins nest. If two threads pin the same spilled object, one
- * reads it and the other waits for that read.
- * Errors: SP_ERR_BAD_REF, SP_ERR_MEMORY_FULL, SP_ERR_NOT_FOUND (spill file gone),
- * SP_ERR_CORRUPT (file truncated or altered: checksum), SP_ERR_IO, SP_ERR_NOMEM. On
- * error the object stays where it was; nothing partial is ever returned. */
+ * reads it and the other waits for that read. The object may change while pinned, so
+ * a file it had stops being its copy and is removed (unless it is retained).
+ * Errors: SP_ERR_BAD_REF, SP_ERR_MEMORY_FULL, SP_ERR_TOO_BIG (it grew past the memory
+ * bound while pinned before: it stays on disk until released), SP_ERR_NOT_FOUND
+ * (spill file gone), SP_ERR_CORRUPT (file truncated or altered: checksum),
+ * SP_ERR_IO, SP_ERR_NOMEM. On error the object stays where it was; nothing partial
+ * is ever returned. */
 sp_status sp_pin(sp_pool *pool, sp_ref ref, void **obj);
 /* Pin for reading only: the same as sp_pin, but the caller promises not to change
  * the object, so its spill file (or registered source) stays a valid copy and its
  * next eviction costs no write. */
 sp_status sp_pin_read(sp_pool *pool, sp_ref ref, const void **obj);
-/* Errors: SP_ERR_BAD_REF, SP_ERR_NOT_PINNED. */
+/* The object's size is read again here (it may have changed while pinned). One that
+ * grew past the memory bound is spilled and cannot be pinned again (SP_ERR_TOO_BIG).
+ * Errors: SP_ERR_BAD_REF, SP_ERR_NOT_PINNED. */
 sp_status sp_unpin(sp_pool *pool, sp_ref ref);
 
 /* ---- Registered source files: data already on disk, read when first used ---- */

@@ -670,6 +670,19 @@ static int sp_tag_ok(const char *t)
            strncmp(t, "session-", 8) != 0 && strncmp(t, "retained-", 9) != 0;
 }
 
+/* 0: no object has the tag; 1: a live object has it; 2: a released object's file
+ * under it is being removed (wait on io_cv). Lock held. */
+static int sp_tag_state(const sp_pool *p, const char *tag)
+{
+    for (const sp_obj *x = p->tags_leaving; x; x = x->tag_next)
+        if (strcmp(x->tag, tag) == 0) return 2;
+    for (uint32_t i = 0; i < p->nslots; i++) {
+        const sp_obj *x = p->slots[i].obj;
+        if (x && x->tag && strcmp(x->tag, tag) == 0) return 1;
+    }
+    return 0;
+}
+
 sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_options *opt, sp_ref *ref)
 {
     SP_RETURN_IF(!p || !obj || !type || !ref, SP_ERR_INVALID, "sp_put: NULL argument");
@@ -705,14 +718,15 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
     if (st == SP_OK && size > p->cfg.disk_bound && !ch->may_shrink)
         st = sp__fail(SP_ERR_TOO_BIG, "object of %s: larger than the disk bound %s",
                       sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.disk_bound, b2, sizeof b2));
-    for (uint32_t i = 0; tag && i < p->nslots && st == SP_OK; i++) {
-        sp_obj *x = p->slots[i].obj;
-        if (x && x->tag && strcmp(x->tag, tag) == 0)
-            st = sp__fail(SP_ERR_INVALID, "tag '%s': already names a live object", tag);
-    }
-    if (st == SP_OK) {
-        st = sp_evict_until(p, size, p->cfg.memory_bound, 1);
-        if (st != SP_OK) st = sp__wrap(st, "put of a %s object", type->name);
+    /* The tag is checked again after making room, since eviction drops the lock: from
+     * that check to the slot below the lock is held, so two puts cannot both take it. */
+    for (int ready = 0; st == SP_OK && !ready;) {
+        int ts = tag ? sp_tag_state(p, tag) : 0;
+        if (ts == 1) st = sp__fail(SP_ERR_INVALID, "tag '%s': already names a live object", tag);
+        else if (ts == 2) pthread_cond_wait(&p->io_cv, &p->lock); /* its old file is going */
+        else if ((st = sp_evict_until(p, size, p->cfg.memory_bound, 1)) != SP_OK)
+            st = sp__wrap(st, "put of a %s object", type->name);
+        else ready = !tag || sp_tag_state(p, tag) == 0;
     }
     if (st == SP_OK) {
         p->mem_used += size;
@@ -778,7 +792,8 @@ sp_status sp_put_lazy_many(sp_pool *p, size_t n, const char *const *paths, const
         if (!(objs[made] = sp_lazy_obj(p, paths[made], loader, opt))) break;
     sp_status st = made == n ? SP_OK : sp__fail(SP_ERR_NOMEM, "sp_put_lazy: out of memory");
     size_t done = 0;
-    for (; st == SP_OK && done < n; done++) st = sp_slot_alloc(p, objs[done], &refs[done]);
+    for (; st == SP_OK && done < n; done++)
+        if ((st = sp_slot_alloc(p, objs[done], &refs[done])) != SP_OK) break; /* done: the ones that have a slot */
     if (st == SP_OK) {
         for (size_t i = 0; i < n; i++) objs[i]->serial = ++p->serial;
         p->n_disk += n;
@@ -823,6 +838,12 @@ static sp_status sp_charge_loaded(sp_pool *p, sp_obj *o, void *data, uint64_t re
 
 static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
 {
+    if (o->size > p->cfg.memory_bound) { /* it grew past the bound while pinned */
+        char b1[32], b2[32];
+        return sp__fail(SP_ERR_TOO_BIG, "pin of object %llu: %s, larger than the memory bound %s",
+                        (unsigned long long)o->serial, sp_format_size(o->size, b1, sizeof b1),
+                        sp_format_size(p->cfg.memory_bound, b2, sizeof b2));
+    }
     o->state = SP_ST_RESTORING;
     int from_source = o->lazy && !o->has_file; /* else its spill file */
     sp_status st = sp_evict_until(p, o->size, p->cfg.memory_bound, 1);
@@ -908,6 +929,21 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
             p->hits++;
             *out = o->data;
             st = SP_OK;
+            if (mutable && o->has_file && !o->retain) {
+                /* Exclusive tiers, as a mutable pin of a spilled object: the clean copy
+                 * left by a read pin goes, and its bytes leave the disk bound. Unlocked
+                 * for the remove: this pin keeps the object from being spilled again
+                 * under the same name before it returns. */
+                char name[SP_NAME_CAP];
+                sp_place place;
+                sp_obj_name(p, o, name, &place);
+                atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+                o->has_file = 0;
+                o->disk_bytes = 0;
+                pthread_mutex_unlock(&p->lock);
+                p->m->remove(p->sctx, name, place);
+                pthread_mutex_lock(&p->lock);
+            }
             break;
         }
         if (o->state == SP_ST_DISK) {
@@ -1026,6 +1062,11 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
     }
     /* A retained file is no longer the pool's; any other file is about to go. */
     if (o->has_file) atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+    int tag_held = o->has_file && !o->retain && o->tag;
+    if (tag_held) {
+        o->tag_next = p->tags_leaving;
+        p->tags_leaving = o;
+    }
     pthread_mutex_unlock(&p->lock);
     if (o->data) o->type->free(o->data);
     if (o->has_file && !o->retain) {
@@ -1033,6 +1074,14 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
         sp_place place;
         sp_obj_name(p, o, name, &place);
         p->m->remove(p->sctx, name, place);
+    }
+    if (tag_held) { /* the tag is free now */
+        pthread_mutex_lock(&p->lock);
+        sp_obj **at = &p->tags_leaving;
+        while (*at != o) at = &(*at)->tag_next;
+        *at = o->tag_next;
+        pthread_cond_broadcast(&p->io_cv);
+        pthread_mutex_unlock(&p->lock);
     }
     sp_obj_destroy(o);
     return SP_OK;

@@ -22,6 +22,7 @@ enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
 typedef struct sp_obj {
     struct sp_obj *prev, *next; /* recency list: unpinned in-memory objects only */
     struct sp_obj *vnext;       /* a thread's private list of victims being spilled */
+    struct sp_obj *tag_next;    /* in sp_pool.tags_leaving */
     void *data;                 /* NULL while on disk */
     const sp_type *type;
     char *tag;                  /* the caller's file name, or NULL */
@@ -73,6 +74,9 @@ struct sp_pool {
     sp_slot *slots;
     uint32_t nslots, cap, free_head;
     sp_obj lru; /* sentinel: lru.next is the most recently used */
+    /* Released tagged objects whose file is being removed: their tag is not free for
+     * a new object until then, or the late remove would delete the new one's file. */
+    sp_obj *tags_leaving;
 
     uint64_t mem_used;    /* in memory, in flight and reserved */
     uint64_t mem_leaving; /* of mem_used: objects being spilled right now */

@@ -278,7 +278,7 @@ static sp_status sp_dir_commit(void *file)
     else if (f->place != SP_PLACE_KEEP && drop && fdatasync(f->fd) != 0)
         st = sp__fail_errno(SP_OK, errno, "write back %s", f->path);
     if (st == SP_OK && drop) sp_drop_pages(f->fd);
-    if (st == SP_OK && close(f->fd) != 0) st = sp__fail_errno(SP_OK, errno, "close %s", f->path);
+    if (close(f->fd) != 0 && st == SP_OK) st = sp__fail_errno(SP_OK, errno, "close %s", f->path); /* always closed */
     f->fd = -1;
     if (st == SP_OK && f->tmp[0] && rename(f->tmp, f->path) != 0)
         st = sp__fail_errno(SP_OK, errno, "rename %s to %s", f->tmp, f->path);
