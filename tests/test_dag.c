@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/testing.h"
 #include "spillpool/dag.h"
 #include "testlib.h"
 
@@ -429,6 +430,66 @@ static sp_status fn_spawner(sp_task_ctx *c, void *u)
     return SP_OK;
 }
 
+/* A failure at the head of a long chain reaches its end: ended one by one from a
+ * queue, not a stack frame per task (50,000 frames overflowed the stack). */
+static void test_failure_down_a_long_chain(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 2, 0);
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    sp_task *head = spawn(f, fn_gate, &g, 0, NULL, "head");
+    sp_task *fail = spawn(f, fn_fail, NULL, 1, (sp_arg[]){sp_arg_task(head)}, "bad");
+    sp_task *prev = fail;
+    for (int i = 0; i < 50000; i++) {
+        sp_task *t = spawn(f, fn_sum, NULL, 1, (sp_arg[]){sp_arg_task(prev)}, NULL);
+        if (prev != fail) sp_task_release(f->d, prev);
+        prev = t;
+    }
+    pthread_mutex_lock(&g.m); /* the whole chain waits until now */
+    g.go = 1;
+    pthread_cond_broadcast(&g.c);
+    pthread_mutex_unlock(&g.m);
+    t_status(sp_fetch(f->d, prev, NULL), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "task 'bad' failed: bad row 42"));
+    sp_dag_stats s;
+    sp_dag_stats_get(f->d, &s);
+    assert_int_equal(s.failed, 50001);
+    for (sp_task **t = (sp_task *[]){head, fail, prev, NULL}; *t; t++) sp_task_release(f->d, *t);
+    t_dagfx_close(f);
+}
+
+/* Out of memory at each allocation of a spawn on two running tasks: the spawn fails
+ * or its task does; the tasks it named are intact either way. */
+static void test_spawn_out_of_memory_keeps_its_inputs(void **state)
+{
+    (void)state;
+    for (long k = 0;; k++) {
+        fx *f = t_dagfx_open(64 << 20, 2, -1u);
+        gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+        sp_task *a = spawn(f, fn_gate, &g, 0, NULL, "a");
+        sp_task *b = spawn(f, fn_gate, &g, 0, NULL, "b");
+        sp_task *x = NULL;
+        sp_testing_fail_alloc_after(k);
+        sp_status st = sp_spawn(f->d, fn_sum, NULL, 2, (sp_arg[]){sp_arg_task(a), sp_arg_task(b)}, NULL, &x);
+        sp_testing_fail_alloc_after(-1);
+        pthread_mutex_lock(&g.m);
+        g.go = 1;
+        pthread_cond_broadcast(&g.c);
+        pthread_mutex_unlock(&g.m);
+        sp_status xs = SP_ERR_NOMEM;
+        if (st == SP_OK) xs = sp_fetch(f->d, x, NULL);
+        else t_status(st, SP_ERR_NOMEM);
+        if (xs != SP_OK) t_status(xs, SP_ERR_NOMEM);
+        assert_int_equal(fetch_u64(f, a), 0); /* not cancelled, and still there */
+        assert_int_equal(fetch_u64(f, b), 0);
+        if (x) sp_task_release(f->d, x);
+        sp_task_release(f->d, a);
+        sp_task_release(f->d, b);
+        t_dagfx_close(f);
+        if (xs == SP_OK) break; /* enough allocations for everything */
+    }
+}
+
 static void test_tasks_spawn_tasks_and_close_frees(void **state)
 {
     (void)state;
@@ -512,6 +573,8 @@ int main(void)
         cmocka_unit_test(test_bad_spawns_rejected),
         cmocka_unit_test(test_cancel_graph),
         cmocka_unit_test(test_tasks_spawn_tasks_and_close_frees),
+        cmocka_unit_test(test_failure_down_a_long_chain),
+        cmocka_unit_test(test_spawn_out_of_memory_keeps_its_inputs),
         cmocka_unit_test(test_many_threads_spawn_and_fetch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -426,6 +426,43 @@ static void test_csv_files_lazily_with_hand_computed_answer(void **state)
     t_dagfx_close(f);
 }
 
+/* Files with a header and no rows first: the types come from the first file with
+ * rows, and the empty files parse with them. */
+static void test_csv_schema_from_the_first_file_with_rows(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    char *src = t_tmpdir();
+    char *paths[4] = {
+        write_file(src, "e1.csv", "k,v\n"),
+        write_file(src, "e2.csv", "k,v\n"),
+        write_file(src, "d1.csv", "k,v\nx,1\ny,2.5\n"),
+        write_file(src, "d2.csv", "k,v\nx,3\n"),
+    };
+    sp_dtable *t;
+    t_ok(sp_dtable_from_csv(f->d, 4, (const char *const *)paths, NULL, &t));
+    const sp_table *sc = sp_dtable_schema(t);
+    assert_int_equal(sc->cols[0].type, SP_COL_STRING);
+    assert_int_equal(sc->cols[1].type, SP_COL_DOUBLE);
+    sp_dtable *w;
+    t_ok(sp_dtable_where(t, "v > 1", &w));
+    sp_agg sum = {SP_AGG_SUM, "v"};
+    sp_table *g;
+    t_ok(sp_dtable_group_by(w, "k", 1, &sum, &g));
+    assert_int_equal(g->nrows, 2);
+    assert_string_equal(sp_table_str(g, 0, 0), "x");
+    assert_true(g->cols[1].f64[0] == 3);
+    assert_string_equal(sp_table_str(g, 0, 1), "y");
+    assert_true(g->cols[1].f64[1] == 2.5);
+    sp_table_free(g);
+    sp_dtable_free(w);
+    sp_dtable_free(t);
+    for (int i = 0; i < 4; i++) free(paths[i]);
+    t_rmrf(src);
+    free(src);
+    t_dagfx_close(f);
+}
+
 static void test_csv_schemas_that_disagree_name_the_file(void **state)
 {
     (void)state;
@@ -497,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_failed_partition_reported_to_reader),
         cmocka_unit_test(test_bad_operations_rejected),
         cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),
+        cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

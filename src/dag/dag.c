@@ -23,7 +23,8 @@
 #include "../common/clock.h"
 #include "spillpool/dag.h"
 
-typedef enum { T_WAITING, T_READY, T_STAGING, T_STAGED, T_RUNNING, T_DONE } sp_tstate;
+/* T_FAILING: a waiting task whose input failed, queued to end (see sp_end). */
+typedef enum { T_WAITING, T_READY, T_STAGING, T_STAGED, T_RUNNING, T_FAILING, T_DONE } sp_tstate;
 
 struct sp_task {
     sp_dag *dag;
@@ -41,6 +42,7 @@ struct sp_task {
     unsigned ndependents, capdependents;
     sp_task *prev, *next;         /* in the ready or the staged queue */
     sp_task *all_prev, *all_next; /* every live task, for close */
+    sp_task *fail_next;           /* in the queue of tasks to fail, while T_FAILING */
     sp_status status;
     char *msg;
     sp_ref result;
@@ -174,18 +176,38 @@ static void sp_unpin_inputs(sp_dag *d, sp_task *t)
 
 
 /* A task that never ran: its dependents end with the same status. */
-static void sp_end_unrun(sp_dag *d, sp_task *t, sp_status st, const char *origin)
+static char *sp_unrun_msg(sp_task *t, const char *origin)
 {
-    if (t->state == T_READY) sp_q_remove(&d->ready, t);
     char *msg = sp_format("task '%s' not run: %s", t->name, origin);
     size_t ml = msg ? strlen(msg) : 0, ol = strlen(origin);
     t->origin_off = ml > ol ? (unsigned)(ml - ol) : 0; /* 0 if the message was cut short */
-    sp_end(d, t, st, msg);
+    return msg;
 }
 
+static void sp_end_unrun(sp_dag *d, sp_task *t, sp_status st, const char *origin)
+{
+    if (t->state == T_READY) sp_q_remove(&d->ready, t);
+    sp_end(d, t, st, sp_unrun_msg(t, origin));
+}
+
+static void sp_end_one(sp_dag *d, sp_task *t, sp_status st, char *msg, sp_task **failing);
+
 /* End t: release its reservation, its hold on its dependencies and (for a task that
- * never ran) its ref arguments; then let dependents go or fail them. */
+ * never ran) its ref arguments; then let dependents go or fail them. Dependents that
+ * fail are queued and ended in turn, not recursively: a chain of thousands of tasks
+ * would otherwise take a stack frame each. */
 static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
+{
+    sp_task *failing = NULL;
+    sp_end_one(d, t, st, msg, &failing);
+    while (failing) {
+        sp_task *x = failing;
+        failing = x->fail_next;
+        sp_end_one(d, x, x->status, x->msg, &failing);
+    }
+}
+
+static void sp_end_one(sp_dag *d, sp_task *t, sp_status st, char *msg, sp_task **failing)
 {
     int ran = t->state == T_RUNNING;
     if (t->state == T_STAGING || t->state == T_STAGED || ran) d->reserved -= t->need;
@@ -209,7 +231,13 @@ static void sp_end(sp_dag *d, sp_task *t, sp_status st, char *msg)
     for (unsigned k = 0; k < t->ndependents; k++) {
         sp_task *x = t->dependents[k];
         if (x->state != T_WAITING) continue; /* already failed through another input */
-        if (st != SP_OK) sp_end_unrun(d, x, st, origin);
+        if (st != SP_OK) { /* its message now: origin points into t, which may go first */
+            x->msg = sp_unrun_msg(x, origin);
+            x->status = st;
+            x->state = T_FAILING;
+            x->fail_next = *failing;
+            *failing = x;
+        }
         else if (--x->waiting == 0) {
             x->state = T_READY;
             x->need += t->result_bytes;
@@ -648,7 +676,10 @@ sp_status sp_spawn(sp_dag *d, sp_task_fn fn, void *user, unsigned nargs, const s
             unsigned cap = dep->capdependents ? dep->capdependents * 2 : 4;
             sp_task **v = sp__realloc(dep->dependents, cap * sizeof *v);
             if (!v) {
-                /* Undo: as if the dependency had failed, so nothing waits on it. */
+                /* Undo: as if the dependency had failed, so nothing waits on it. Ending
+                 * the task lets go of every task argument: hold the ones not reached. */
+                for (unsigned j = i + 1; j < nargs; j++)
+                    if (args[j].kind == SP_ARG_TASK) args[j].v.task->refs++;
                 failed = dep;
                 break;
             }

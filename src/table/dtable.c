@@ -277,7 +277,6 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
     src->type.name = "csv table";
     src->type.decode = sp_csv_src_decode;
     src->type.arg = src;
-    snprintf(src->first_path, sizeof src->first_path, "%s", paths[0]);
     /* Registration does no I/O; the first file is then read for the schema, and the
      * others parse with its types (they are read only later, by tasks). */
     sp_status st = SP_OK;
@@ -288,7 +287,23 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
     sp_pool *pool;
     sp_ref r;
     const sp_table *first = NULL;
-    if (st == SP_OK) st = sp__dtable_pin(t, 0, &pool, &r, &first);
+    /* A file with a header and no rows says nothing of the types (every column would
+     * be a string): the schema comes from the first file that has rows. */
+    uint32_t k = 0;
+    for (; st == SP_OK; k++) {
+        st = sp__dtable_pin(t, k, &pool, &r, &first);
+        if (st != SP_OK || first->nrows > 0 || k + 1 == nfiles || (opt && opt->schema)) break;
+        sp_unpin_part(pool, r);
+    }
+    snprintf(src->first_path, sizeof src->first_path, "%s", paths[st == SP_OK ? k : 0]);
+    /* The empty files before it were typed on their own: registered again, they
+     * parse with the schema when a task needs them. */
+    for (uint32_t i = 0; st == SP_OK && i < k; i++) {
+        (void)sp_release(t->pool, t->parts[i].v.ref);
+        t->parts[i].kind = SP_ARG_VALUE;
+        st = sp_put_lazy(t->pool, paths[i], &src->type, NULL, &t->parts[i].v.ref);
+        if (st == SP_OK) t->parts[i].kind = SP_ARG_REF;
+    }
     if (st == SP_OK) {
         st = sp_schema_of(first->ncols, first->cols, NULL, &t->schema);
         if (st == SP_OK) st = sp_schema_of(first->ncols, first->cols, NULL, &src->first);
