@@ -101,7 +101,8 @@ sp_status sp_dtable_generate(sp_dag *dag, uint32_t ncols, const sp_col_spec *sch
 typedef struct sp_csv_options sp_csv_options;
 /* One partition per CSV file, registered lazily (sp_put_lazy): a file is read when a
  * task first needs it. The schema is opt's, or else the first file's (parsed once,
- * now); every other file must have the same column names and values that fit the
+ * now; files with a header and no rows are passed over, up to the first with rows,
+ * since they say nothing of the types); every other file must have the same column names and values that fit the
  * types, or reading it fails naming the file. Errors: SP_ERR_INVALID (no files),
  * the first file's parse errors, SP_ERR_NOMEM. */
 sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *paths, const sp_csv_options *opt,
