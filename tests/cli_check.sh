@@ -81,6 +81,11 @@ out=$(query "$q/data" --where "sym != 'AAA' and price >= 8" --group-by sym --jso
 same "where, group-by" "$(nostats "$out")" '{"files":3,"groups":[{"sym":"BBB","count":2},{"sym":"C,C","count":1}]'
 out=$(query "$q/data" --where "sym = 'C,C' and qty > 1" --agg sum:qty)
 same "where, quoted comma" "$out" 'sum(qty) = 4'
+# double keys: -0 and 0 are one group, empty fields (NaN) one group, sorted last
+printf 'x,v\n3,1\n,1\n1,1\n-0,1\n2,1\n5,1\n,1\n0.5,1\n4,1\n0,1\n' >"$q/keys.csv"
+out=$(query "$q/keys.csv" --group-by x)
+same "double keys" "$out" "$(printf '%s\n' '  x  count' '  0      2' '0.5      1' '  1      1' '  2      1' \
+    '  3      1' '  4      1' '  5      1' 'nan      2' '8 groups from 1 file')"
 # errors: a failing status and a message naming the problem
 qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
     want=$1 text=$2

@@ -522,6 +522,66 @@ static void test_csv_schemas_that_disagree_name_the_file(void **state)
     t_dagfx_close(f);
 }
 
+/* ---- group-by and reduce edge cases, on small hand-made partitions ---- */
+
+static double d_bits(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, 8);
+    return d;
+}
+
+/* Double keys k (v = 1 a row): zeros of both signs and NaNs of several bit patterns
+ * spread over three partitions. */
+static sp_status gen_dkeys(uint32_t i, void *user, sp_table **out)
+{
+    (void)user;
+    static const sp_col_spec sc[2] = {{"k", SP_COL_DOUBLE, 0}, {"v", SP_COL_INT64, 0}};
+    double k[3][6] = {
+        {3, d_bits(0x7ff8000000000000ull), 1, -0.0, 2, 5},           /* a quiet NaN */
+        {0.0, d_bits(0xfff8000000000000ull), 0.5, -0.0, 4, 4},       /* negative NaN */
+        {d_bits(0x7ff800000000beefull), d_bits(0x7ff0000000000001ull), /* payload, signalling */
+         2, 0.0, 3, 1},
+    };
+    sp_table *t;
+    sp_status st = sp_table_new(2, sc, 6, &t);
+    if (st != SP_OK) return st;
+    for (uint64_t r = 0; r < 6; r++) {
+        t->cols[0].f64[r] = k[i][r];
+        t->cols[1].i64[r] = 1;
+    }
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+/* -0.0 and 0.0 are one group (shown as 0.0), every NaN is one group, sorted last. */
+static void test_group_by_double_keys_zero_and_nan(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    sp_dtable *t;
+    static const sp_col_spec sc[2] = {{"k", SP_COL_DOUBLE, 0}, {"v", SP_COL_INT64, 0}};
+    t_ok(sp_dtable_generate(f->d, 2, sc, 3, gen_dkeys, NULL, 1024, &t));
+    sp_table *g;
+    sp_agg a = {SP_AGG_SUM, "v"};
+    t_ok(sp_dtable_group_by(t, "k", 1, &a, &g));
+    static const double want_k[7] = {0, 0.5, 1, 2, 3, 4, 5};
+    static const int64_t want_n[8] = {4, 1, 2, 2, 2, 2, 1, 4};
+    assert_int_equal(g->nrows, 8);
+    for (uint64_t r = 0; r < 7; r++) {
+        assert_true(g->cols[0].f64[r] == want_k[r]);
+        assert_int_equal(g->cols[1].i64[r], want_n[r]);
+    }
+    assert_false(signbit(g->cols[0].f64[0]));
+    assert_true(isnan(g->cols[0].f64[7]));
+    assert_int_equal(g->cols[1].i64[7], want_n[7]);
+    sp_table_free(g);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),
         cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
+        cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,15 +162,21 @@ static int64_t sp_i64_of(const sp_column *col, uint64_t r)
     return col->type == SP_COL_INT64 ? col->i64[r] : col->codes ? col->u8[col->codes[r]] : col->u8[r];
 }
 
-/* The key of row r as bytes: the string, or 8 bytes of the int64 / double. */
+/* The key of row r as bytes: the string, or 8 bytes of the int64 / double. Keys
+ * are compared as bytes, so a double's -0.0 becomes 0.0 and every NaN one NaN:
+ * values that compare equal (and all NaNs) make one group. */
 static const void *sp_key_of(const sp_column *col, uint64_t r, uint64_t *tmp, uint32_t *len)
 {
     if (col->type == SP_COL_STRING) {
         *len = col->dict_len[col->codes[r]];
         return col->dict[col->codes[r]];
     }
-    if (col->type == SP_COL_DOUBLE) memcpy(tmp, &col->f64[r], 8);
-    else {
+    if (col->type == SP_COL_DOUBLE) {
+        double d = col->f64[r];
+        if (d == 0) d = 0.0;
+        else if (isnan(d)) d = NAN;
+        memcpy(tmp, &d, 8);
+    } else {
         int64_t v = sp_i64_of(col, r);
         memcpy(tmp, &v, 8);
     }
@@ -448,10 +454,11 @@ static int sp_cmp_groups(const void *pa, const void *pb)
         int c = memcmp(ka, kb, la < lb ? la : lb);
         return c ? c : (la > lb) - (la < lb);
     }
-    if (sp_sort.type == SP_COL_DOUBLE) {
+    if (sp_sort.type == SP_COL_DOUBLE) { /* NaN (one group) last: a consistent order for qsort */
         double x, y;
         memcpy(&x, ka, 8);
         memcpy(&y, kb, 8);
+        if (isnan(x) || isnan(y)) return isnan(x) - isnan(y);
         return (x > y) - (x < y);
     }
     int64_t x, y;
