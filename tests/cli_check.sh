@@ -86,6 +86,14 @@ printf 'x,v\n3,1\n,1\n1,1\n-0,1\n2,1\n5,1\n,1\n0.5,1\n4,1\n0,1\n' >"$q/keys.csv"
 out=$(query "$q/keys.csv" --group-by x)
 same "double keys" "$out" "$(printf '%s\n' '  x  count' '  0      2' '0.5      1' '  1      1' '  2      1' \
     '  3      1' '  4      1' '  5      1' 'nan      2' '8 groups from 1 file')"
+# a sum, min or mean of no values (only NaNs here) is nan, with or without group-by
+printf 'k,d\na,1.5\nb,\nb,\n' >"$q/nan.csv"
+out=$(query "$q/nan.csv" --where "k = 'b'" --agg sum:d --agg min:d --agg mean:d --agg count)
+same "reduce of NaNs" "$out" "$(printf '%s\n' 'sum(d) = nan' 'min(d) = nan' 'mean(d) = nan' 'count = 2')"
+out=$(query "$q/nan.csv" --where "k = 'b'" --group-by k --agg sum:d)
+same "group-by of NaNs" "$out" "$(printf '%s\n' 'k  sum(d)' 'b     nan' '1 group from 1 file')"
+out=$(query "$q/nan.csv" --where "k = 'b'" --agg sum:d --json)
+same "reduce of NaNs --json" "$(nostats "$out")" '{"files":1,"result":{"sum(d)":null}'
 # errors: a failing status and a message naming the problem
 qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
     want=$1 text=$2

@@ -581,6 +581,70 @@ static void test_group_by_double_keys_zero_and_nan(void **state)
     t_dagfx_close(f);
 }
 
+/* k int64, d double with NaNs: k=1 d=1.5; k=2 only NaN (in both partitions); k=3 d=2. */
+static sp_status gen_nan_values(uint32_t i, void *user, sp_table **out)
+{
+    (void)user;
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"d", SP_COL_DOUBLE, 0}};
+    sp_table *t;
+    sp_status st = sp_table_new(2, sc, 2, &t);
+    if (st != SP_OK) return st;
+    t->cols[0].i64[0] = i ? 2 : 1;
+    t->cols[1].f64[0] = i ? NAN : 1.5;
+    t->cols[0].i64[1] = i ? 3 : 2;
+    t->cols[1].f64[1] = i ? 2.0 : NAN;
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+/* A sum, min, max or mean of no values (only NaNs, or no rows) is NaN, from reduce
+ * and group-by alike; count is 0. */
+static void test_aggregates_of_no_values_are_nan(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"d", SP_COL_DOUBLE, 0}};
+    sp_dtable *t, *only_nan, *none;
+    t_ok(sp_dtable_generate(f->d, 2, sc, 2, gen_nan_values, NULL, 1024, &t));
+    t_ok(sp_dtable_where(t, "k = 2", &only_nan));
+    t_ok(sp_dtable_where(t, "k = 9", &none));
+    sp_agg aggs[5] = {{SP_AGG_SUM, "d"}, {SP_AGG_MIN, "d"}, {SP_AGG_MAX, "d"}, {SP_AGG_MEAN, "d"}, {SP_AGG_COUNT, NULL}};
+    sp_agg_value v[5];
+    t_ok(sp_dtable_reduce(only_nan, 5, aggs, v));
+    for (int a = 0; a < 4; a++) {
+        assert_false(v[a].is_int);
+        assert_true(isnan(v[a].d));
+    }
+    assert_int_equal(v[4].i, 2);
+    sp_table *g;
+    t_ok(sp_dtable_group_by(only_nan, "k", 5, aggs, &g));
+    assert_int_equal(g->nrows, 1);
+    for (uint32_t c = 1; c < 5; c++) assert_true(isnan(g->cols[c].f64[0]));
+    assert_int_equal(g->cols[5].i64[0], 2);
+    sp_table_free(g);
+    /* No rows: the int64 column's sum, min and max too. */
+    sp_agg ints[4] = {{SP_AGG_SUM, "k"}, {SP_AGG_MIN, "k"}, {SP_AGG_MAX, "k"}, {SP_AGG_COUNT, NULL}};
+    t_ok(sp_dtable_reduce(none, 4, ints, v));
+    for (int a = 0; a < 3; a++) {
+        assert_false(v[a].is_int);
+        assert_true(isnan(v[a].d));
+    }
+    assert_true(v[3].is_int);
+    assert_int_equal(v[3].i, 0);
+    t_ok(sp_dtable_reduce(none, 1, aggs, v));
+    assert_true(isnan(v[0].d));
+    /* NaNs are skipped where there are numbers. */
+    t_ok(sp_dtable_reduce(t, 4, aggs, v));
+    assert_true(v[0].d == 3.5);
+    assert_true(v[1].d == 1.5);
+    assert_true(v[2].d == 2.0);
+    assert_true(v[3].d == 1.75);
+    sp_dtable_free(none);
+    sp_dtable_free(only_nan);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
 
 int main(void)
 {
@@ -597,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
         cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
+        cmocka_unit_test(test_aggregates_of_no_values_are_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,20 +149,23 @@ sp_status sp_agg_parse(const char *text, sp_agg *out);
 const char *sp_agg_name(sp_agg_fn fn);
 
 typedef struct sp_agg_value {
-    int is_int;  /* an int64 or uint8 column's count/sum/min/max: exact in i */
+    int is_int;  /* count, or an int64 or uint8 column's sum/min/max of some rows: exact in i */
     int64_t i;
-    double d;    /* always set (NaN for min/max/mean of no rows) */
+    double d;    /* always set: NaN for a sum, min, max or mean of no values */
 } sp_agg_value;
 
-/* Aggregate over every row. Errors: SP_ERR_INVALID (an unknown column, an aggregate
- * other than count on a string column), and any partition's error. */
+/* Aggregate over every row. NaN values are skipped; a sum, min, max or mean of no
+ * values (no rows, or only NaNs) is NaN with is_int 0, as SQL's is NULL, where
+ * count is 0. Errors: SP_ERR_INVALID (an unknown column, an aggregate other than
+ * count on a string column), and any partition's error. */
 sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_agg_value *out);
 
 /* Group by column `key` and aggregate each group: *out has the key column then one
  * column per aggregate (named "count", "sum(col)", ...), one row per distinct key,
  * sorted by key. count is int64; sum, min and max of an integer column are int64;
- * of a double column, and every mean, double. Double keys group by value: -0.0 with
- * 0.0 (shown as 0.0), and every NaN in one group, sorted last. Errors: as for reduce. */
+ * of a double column, and every mean, double (NaN for a group with no values but
+ * NaNs, as for reduce). Double keys group by value: -0.0 with 0.0 (shown as 0.0),
+ * and every NaN in one group, sorted last. Errors: as for reduce. */
 sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, const sp_agg *aggs, sp_table **out);
 
 /* Every partition concatenated into one in-memory table (the caller frees it).

@@ -422,7 +422,11 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
         memset(v, 0, sizeof *v);
         switch (aggs[a].fn) {
         case SP_AGG_COUNT: v->is_int = 1; v->i = (int64_t)x.n; v->d = (double)x.n; break;
-        case SP_AGG_SUM: v->is_int = gb.is_int[a]; v->i = x.isum; v->d = gb.is_int[a] ? (double)x.isum : x.sum; break;
+        case SP_AGG_SUM: /* of no values: NaN, as group-by gives */
+            v->is_int = gb.is_int[a] && x.nnum;
+            v->i = x.isum;
+            v->d = !x.nnum ? NAN : gb.is_int[a] ? (double)x.isum : x.sum;
+            break;
         case SP_AGG_MIN:
         case SP_AGG_MAX: {
             int mn = aggs[a].fn == SP_AGG_MIN;
