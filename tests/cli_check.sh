@@ -94,6 +94,11 @@ out=$(query "$q/nan.csv" --where "k = 'b'" --group-by k --agg sum:d)
 same "group-by of NaNs" "$out" "$(printf '%s\n' 'k  sum(d)' 'b     nan' '1 group from 1 file')"
 out=$(query "$q/nan.csv" --where "k = 'b'" --agg sum:d --json)
 same "reduce of NaNs --json" "$(nostats "$out")" '{"files":1,"result":{"sum(d)":null}'
+# a key named like an aggregate: the aggregate is numbered
+printf 'count,v\na,1\nb,2\na,3\n' >"$q/count.csv"
+out=$(query "$q/count.csv" --group-by count)
+same "key named count" "$out" "$(printf '%s\n' 'count  count#1' 'a            2' 'b            1' \
+    '2 groups from 1 file')"
 # errors: a failing status and a message naming the problem
 qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
     want=$1 text=$2

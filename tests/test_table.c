@@ -581,6 +581,66 @@ static void test_group_by_double_keys_zero_and_nan(void **state)
     t_dagfx_close(f);
 }
 
+/* One int64 column named by user (the key), and v; rows k = r % 2. */
+static sp_status gen_named(uint32_t i, void *user, sp_table **out)
+{
+    (void)i;
+    sp_col_spec sc[2] = {{user, SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    sp_table *t;
+    sp_status st = sp_table_new(2, sc, 3, &t);
+    if (st != SP_OK) return st;
+    for (uint64_t r = 0; r < 3; r++) {
+        t->cols[0].i64[r] = (int64_t)(r % 2);
+        t->cols[1].i64[r] = (int64_t)r;
+    }
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+/* A key column may share a name with an aggregate's default name: the aggregate is
+ * numbered, as a repeated aggregate is; a clash numbering cannot solve is an error. */
+static void test_group_by_key_named_like_an_aggregate(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    sp_dtable *t;
+    sp_col_spec sc[2] = {{"count", SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    t_ok(sp_dtable_generate(f->d, 2, sc, 2, gen_named, "count", 1024, &t));
+    sp_table *g;
+    t_ok(sp_dtable_group_by(t, "count", 0, NULL, &g));
+    assert_int_equal(g->ncols, 2);
+    assert_string_equal(g->cols[0].name, "count");
+    assert_string_equal(g->cols[1].name, "count#1");
+    assert_int_equal(g->nrows, 2);
+    assert_int_equal(g->cols[1].i64[0], 4);
+    assert_int_equal(g->cols[1].i64[1], 2);
+    sp_table_free(g);
+    sp_agg aggs[3] = {{SP_AGG_SUM, "v"}, {SP_AGG_COUNT, NULL}, {SP_AGG_COUNT, NULL}};
+    t_ok(sp_dtable_group_by(t, "count", 3, aggs, &g));
+    assert_string_equal(g->cols[1].name, "sum(v)");
+    assert_string_equal(g->cols[2].name, "count#2");
+    assert_string_equal(g->cols[3].name, "count#3");
+    sp_table_free(g);
+    sp_dtable_free(t);
+    /* Aggregates apart from the key still number the later ones only. */
+    sc[0].name = "k";
+    t_ok(sp_dtable_generate(f->d, 2, sc, 1, gen_named, "k", 1024, &t));
+    t_ok(sp_dtable_group_by(t, "k", 3, aggs, &g));
+    assert_string_equal(g->cols[2].name, "count");
+    assert_string_equal(g->cols[3].name, "count#3");
+    sp_table_free(g);
+    sp_dtable_free(t);
+    /* The key is named as a numbered aggregate would be: say what to rename. */
+    sc[0].name = "count#3";
+    t_ok(sp_dtable_generate(f->d, 2, sc, 1, gen_named, "count#3", 1024, &t));
+    t_status(sp_dtable_group_by(t, "count#3", 3, aggs, &g), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "'count#3'"));
+    assert_non_null(strstr(sp_last_error(), "rename"));
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
 /* k int64, d double with NaNs: k=1 d=1.5; k=2 only NaN (in both partitions); k=3 d=2. */
 static sp_status gen_nan_values(uint32_t i, void *user, sp_table **out)
 {
@@ -661,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
         cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
+        cmocka_unit_test(test_group_by_key_named_like_an_aggregate),
         cmocka_unit_test(test_aggregates_of_no_values_are_nan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -162,10 +162,13 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
 
 /* Group by column `key` and aggregate each group: *out has the key column then one
  * column per aggregate (named "count", "sum(col)", ...), one row per distinct key,
- * sorted by key. count is int64; sum, min and max of an integer column are int64;
- * of a double column, and every mean, double (NaN for a group with no values but
- * NaNs, as for reduce). Double keys group by value: -0.0 with 0.0 (shown as 0.0),
- * and every NaN in one group, sorted last. Errors: as for reduce. */
+ * sorted by key. An aggregate named like the key column or an earlier aggregate is
+ * numbered by its position from 1 ("count#2"). count is int64; sum, min and max of an
+ * integer column are int64; of a double column, and every mean, double (NaN for a
+ * group with no values but NaNs, as for reduce). Double keys group by value: -0.0
+ * with 0.0 (shown as 0.0), and every NaN in one group, sorted last. Errors: as for
+ * reduce; SP_ERR_INVALID when the key column is itself named like a numbered
+ * aggregate, saying what to rename. */
 sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, const sp_agg *aggs, sp_table **out);
 
 /* Every partition concatenated into one in-memory table (the caller frees it).

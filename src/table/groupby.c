@@ -443,6 +443,34 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
     return st;
 }
 
+/* Output column names: "count" or "fn(col)"; an aggregate whose name the key or an
+ * earlier aggregate already has is numbered "#k" (k its position, from 1). The key
+ * keeps its name, being the caller's column. Numbered names cannot repeat a default
+ * name, but the key may be named like one (or names cut at 96 bytes may meet): then
+ * say what clashes and what to rename. */
+static sp_status sp_gb_names(const char *key, uint32_t naggs, const sp_agg *aggs, uint32_t na, char names[][96])
+{
+    for (uint32_t a = 0; a < na; a++) {
+        sp_agg_fn fn = naggs ? aggs[a].fn : SP_AGG_COUNT;
+        if (fn == SP_AGG_COUNT) snprintf(names[a], 96, "count");
+        else snprintf(names[a], 96, "%s(%s)", sp_agg_name(fn), aggs[a].column);
+        int seen = strcmp(names[a], key) == 0;
+        for (uint32_t b = 0; b < a && !seen; b++) seen = strcmp(names[a], names[b]) == 0;
+        if (seen) {
+            size_t l = strlen(names[a]);
+            snprintf(names[a] + l, 96 - l, "#%u", a + 1);
+        }
+    }
+    for (uint32_t a = 0; a < na; a++) {
+        SP_RETURN_IF(strcmp(names[a], key) == 0, SP_ERR_INVALID, "group-by: the key column '%s' and aggregate %u "
+                     "would both be named '%s' in the result; rename the key column", key, a + 1, names[a]);
+        for (uint32_t b = 0; b < a; b++)
+            SP_RETURN_IF(strcmp(names[a], names[b]) == 0, SP_ERR_INVALID, "group-by: aggregates %u and %u would both "
+                         "be named '%s' in the result; rename the column they aggregate", b + 1, a + 1, names[a]);
+    }
+    return SP_OK;
+}
+
 /* Sorting group indices by key, for a deterministic result. */
 typedef struct {
     const sp__keymap *km;
@@ -476,6 +504,9 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
     SP_RETURN_IF(!out || !key, SP_ERR_INVALID, "group-by: NULL argument");
     sp_gb gb;
     SP_FORWARD(sp_gb_setup(t, key, naggs, aggs, "group-by", &gb));
+    const sp_column *kc = &t->schema->cols[gb.key];
+    char names[16][96];
+    SP_FORWARD(sp_gb_names(kc->name, naggs, aggs, gb.naggs, names)); /* before any work */
     sp__keymap km;
     sp_acc *accs;
     uint32_t cap;
@@ -489,25 +520,13 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
         sp_sort = (sp_sort_ctx){&km, gb.key_type};
         qsort(order, n, sizeof *order, sp_cmp_groups);
         sp_col_spec spec[17];
-        char names[16][96];
-        const sp_column *kc = &t->schema->cols[gb.key];
         spec[0] = (sp_col_spec){kc->name, kc->type, 0};
         for (uint32_t a = 0; a < na; a++) {
             sp_agg_fn fn = naggs ? aggs[a].fn : SP_AGG_COUNT;
-            if (fn == SP_AGG_COUNT) snprintf(names[a], sizeof names[a], "count");
-            else snprintf(names[a], sizeof names[a], "%s(%s)", sp_agg_name(fn), aggs[a].column);
             sp_col_type ty = fn == SP_AGG_COUNT ? SP_COL_INT64 : fn == SP_AGG_MEAN ? SP_COL_DOUBLE
                              : gb.is_int[a] ? SP_COL_INT64 : SP_COL_DOUBLE;
             spec[a + 1] = (sp_col_spec){names[a], ty, 0};
         }
-        /* Two aggregates may share a name ("count" twice): number the later ones. */
-        for (uint32_t a = 1; a < na; a++)
-            for (uint32_t b = 0; b < a; b++)
-                if (strcmp(names[a], names[b]) == 0 || strcmp(names[a], kc->name) == 0) {
-                    size_t l = strlen(names[a]);
-                    snprintf(names[a] + l, sizeof names[a] - l, "#%u", a + 1);
-                    break;
-                }
         st = sp_table_new(na + 1, spec, n, &o);
     }
     if (st == SP_OK) {
