@@ -99,6 +99,11 @@ printf 'count,v\na,1\nb,2\na,3\n' >"$q/count.csv"
 out=$(query "$q/count.csv" --group-by count)
 same "key named count" "$out" "$(printf '%s\n' 'count  count#1' 'a            2' 'b            1' \
     '2 groups from 1 file')"
+# an int64 sum past the range fails; max and mean of the same values do not
+printf 'k,v\na,9223372036854775807\na,1\n' >"$q/big.csv"
+out=$(query "$q/big.csv" --group-by k --agg max:v --agg mean:v)
+same "max, mean past int64" "$out" "$(printf '%s\n' 'k               max(v)          mean(v)' \
+    'a  9223372036854775807  4.611686018e+18' '1 group from 1 file')"
 # errors: a failing status and a message naming the problem
 qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
     want=$1 text=$2
@@ -118,4 +123,6 @@ qfail 1 "$q/data/missing.csv" "$q/data" "$q/data/missing.csv"
 qfail 1 "$q/empty" "$q/empty"
 qfail 2 "--frob" "$q/data" --frob
 qfail 2 "aggregate 'median:qty'" "$q/data" --agg median:qty
+qfail 1 "sum of column 'v' in the group k = 'a' overflows int64" "$q/big.csv" --group-by k --agg sum:v
+qfail 1 "sum of column 'v' overflows int64" "$q/big.csv" --agg sum:v
 echo ok

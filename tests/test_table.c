@@ -581,6 +581,78 @@ static void test_group_by_double_keys_zero_and_nan(void **state)
     t_dagfx_close(f);
 }
 
+/* int64 key k and value v; partial sums that overflow int64 in one partition or
+ * only when merged. */
+static sp_status gen_big(uint32_t i, void *user, sp_table **out)
+{
+    (void)user;
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    /* (| between partitions) k=1: MAX | 1, past int64 when merged; k=2: MAX, MAX in
+     * one partition; k=4: MIN, -1, below; k=3: MAX, 1 | -1, fits in the end; k=5: 7 */
+    static const int64_t rows[2][5][2] = {
+        {{1, INT64_MAX}, {2, INT64_MAX}, {2, INT64_MAX}, {3, INT64_MAX}, {3, 1}},
+        {{1, 1}, {3, -1}, {4, INT64_MIN}, {4, -1}, {5, 7}},
+    };
+    sp_table *t;
+    sp_status st = sp_table_new(2, sc, 5, &t);
+    if (st != SP_OK) return st;
+    for (uint64_t r = 0; r < 5; r++) {
+        t->cols[0].i64[r] = rows[i][r][0];
+        t->cols[1].i64[r] = rows[i][r][1];
+    }
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+static void test_int_sum_overflow_fails(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    sp_dtable *t, *w;
+    t_ok(sp_dtable_generate(f->d, 2, sc, 2, gen_big, NULL, 1024, &t));
+    sp_agg sum = {SP_AGG_SUM, "v"};
+    sp_table *g;
+    sp_agg_value v;
+    static const char *const where[3] = {"k = 1", "k = 2", "k = 4"}; /* also how the error names the group */
+    for (int c = 0; c < 3; c++) {
+        t_ok(sp_dtable_where(t, where[c], &w));
+        t_status(sp_dtable_group_by(w, "k", 1, &sum, &g), SP_ERR_INVALID);
+        assert_non_null(strstr(sp_last_error(), "sum of column 'v'"));
+        assert_non_null(strstr(sp_last_error(), where[c]));
+        assert_non_null(strstr(sp_last_error(), "int64"));
+        t_status(sp_dtable_reduce(w, 1, &sum, &v), SP_ERR_INVALID);
+        assert_non_null(strstr(sp_last_error(), "sum of column 'v'"));
+        sp_dtable_free(w);
+    }
+    t_status(sp_dtable_group_by(t, "k", 1, &sum, &g), SP_ERR_INVALID); /* the first group that overflows */
+    assert_non_null(strstr(sp_last_error(), "k = 1"));
+    /* A partial sum past int64 (MAX + 1 in partition 0) is fine when the total fits. */
+    t_ok(sp_dtable_where(t, "k = 3", &w));
+    t_ok(sp_dtable_reduce(w, 1, &sum, &v));
+    assert_true(v.is_int);
+    assert_int_equal(v.i, INT64_MAX);
+    t_ok(sp_dtable_group_by(w, "k", 1, &sum, &g));
+    assert_int_equal(g->nrows, 1);
+    assert_int_equal(g->cols[1].i64[0], INT64_MAX);
+    sp_table_free(g);
+    sp_dtable_free(w);
+    /* Mean, min and max do not use the int64 sum. */
+    sp_agg others[3] = {{SP_AGG_MEAN, "v"}, {SP_AGG_MIN, "v"}, {SP_AGG_MAX, "v"}};
+    sp_agg_value o[3];
+    t_ok(sp_dtable_reduce(t, 3, others, o));
+    assert_int_equal(o[1].i, INT64_MIN);
+    assert_int_equal(o[2].i, INT64_MAX);
+    t_ok(sp_dtable_group_by(t, "k", 3, others, &g));
+    assert_int_equal(g->nrows, 5);
+    assert_true(g->cols[1].f64[1] == (double)INT64_MAX);
+    assert_true(g->cols[1].f64[0] == ((double)INT64_MAX + 1) / 2);
+    sp_table_free(g);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
 /* One int64 column named by user (the key), and v; rows k = r % 2. */
 static sp_status gen_named(uint32_t i, void *user, sp_table **out)
 {
@@ -721,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
         cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
+        cmocka_unit_test(test_int_sum_overflow_fails),
         cmocka_unit_test(test_group_by_key_named_like_an_aggregate),
         cmocka_unit_test(test_aggregates_of_no_values_are_nan),
     };

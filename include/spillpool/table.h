@@ -156,8 +156,11 @@ typedef struct sp_agg_value {
 
 /* Aggregate over every row. NaN values are skipped; a sum, min, max or mean of no
  * values (no rows, or only NaNs) is NaN with is_int 0, as SQL's is NULL, where
- * count is 0. Errors: SP_ERR_INVALID (an unknown column, an aggregate other than
- * count on a string column), and any partition's error. */
+ * count is 0. A sum of an integer column is exact, or an error if it does not fit
+ * in int64 (partial sums past it that come back in range are fine). Errors:
+ * SP_ERR_INVALID (an unknown column, an aggregate other than count on a string
+ * column, an integer sum outside int64, naming the column), and any partition's
+ * error. */
 sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_agg_value *out);
 
 /* Group by column `key` and aggregate each group: *out has the key column then one
@@ -167,8 +170,8 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
  * integer column are int64; of a double column, and every mean, double (NaN for a
  * group with no values but NaNs, as for reduce). Double keys group by value: -0.0
  * with 0.0 (shown as 0.0), and every NaN in one group, sorted last. Errors: as for
- * reduce; SP_ERR_INVALID when the key column is itself named like a numbered
- * aggregate, saying what to rename. */
+ * reduce (an integer sum outside int64 names the group too); SP_ERR_INVALID when the
+ * key column is itself named like a numbered aggregate, saying what to rename. */
 sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, const sp_agg *aggs, sp_table **out);
 
 /* Every partition concatenated into one in-memory table (the caller frees it).

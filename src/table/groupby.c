@@ -118,12 +118,34 @@ sp_status sp_agg_parse(const char *text, sp_agg *out)
     return sp__fail(SP_ERR_INVALID, "aggregate '%s': unknown function (count, sum, min, max, mean)", text);
 }
 
+/* An integral sum is kept exactly in two words (ihi * 2^64 + ilo), so a partial sum
+ * past int64 that comes back in range is not an error, whatever the partitioning:
+ * only a final sum outside int64 is. */
 typedef struct {
     uint64_t n;      /* rows */
     uint64_t nnum;   /* values that are numbers (not NaN) */
-    int64_t isum, imin, imax;
+    uint64_t ilo;
+    int64_t ihi, imin, imax;
     double sum, min, max;
 } sp_acc;
+
+/* Add hi * 2^64 + lo to x's integral sum. ihi cannot overflow: fewer than 2^64 rows
+ * of at most 2^63 each stay within 2^127. */
+static void sp_acc_add(sp_acc *x, int64_t hi, uint64_t lo)
+{
+    x->ihi += hi + __builtin_add_overflow(x->ilo, lo, &x->ilo);
+}
+
+/* The integral sum in *out; returns 0 if it does not fit in int64. */
+static int sp_acc_isum(const sp_acc *x, int64_t *out)
+{
+    if (x->ilo <= INT64_MAX) {
+        *out = (int64_t)x->ilo;
+        return x->ihi == 0;
+    }
+    *out = -(int64_t)~x->ilo - 1; /* two's complement, without an out-of-range conversion */
+    return x->ihi == -1;
+}
 
 static void sp_acc_init(sp_acc *a)
 {
@@ -138,7 +160,7 @@ static void sp_acc_merge(sp_acc *a, const sp_acc *b)
 {
     a->n += b->n;
     a->nnum += b->nnum;
-    a->isum += b->isum;
+    sp_acc_add(a, b->ihi, b->ilo);
     a->sum += b->sum;
     if (b->imin < a->imin) a->imin = b->imin;
     if (b->imax > a->imax) a->imax = b->imax;
@@ -253,7 +275,7 @@ static sp_status sp_fold(const sp_gb *gb, const sp_table *p, sp__keymap *km, sp_
                 if (!c) continue;
                 if (gb->is_int[a]) {
                     int64_t v = sp_i64_of(c, r);
-                    x->isum += v;
+                    sp_acc_add(x, v < 0 ? -1 : 0, (uint64_t)v);
                     if (v < x->imin) x->imin = v;
                     if (v > x->imax) x->imax = v;
                     x->sum += (double)v;
@@ -423,9 +445,15 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
         switch (aggs[a].fn) {
         case SP_AGG_COUNT: v->is_int = 1; v->i = (int64_t)x.n; v->d = (double)x.n; break;
         case SP_AGG_SUM: /* of no values: NaN, as group-by gives */
-            v->is_int = gb.is_int[a] && x.nnum;
-            v->i = x.isum;
-            v->d = !x.nnum ? NAN : gb.is_int[a] ? (double)x.isum : x.sum;
+            if (!x.nnum) v->d = NAN;
+            else if (!gb.is_int[a]) v->d = x.sum;
+            else if (!sp_acc_isum(&x, &v->i))
+                st = sp__fail(SP_ERR_INVALID, "reduce: sum of column '%s' overflows int64",
+                              t->schema->cols[gb.col[a]].name);
+            else {
+                v->is_int = 1;
+                v->d = (double)v->i;
+            }
             break;
         case SP_AGG_MIN:
         case SP_AGG_MAX: {
@@ -441,6 +469,26 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
     sp__keymap_free(&km);
     sp__free(accs);
     return st;
+}
+
+/* A group's key for a message: col = 'text' or col = number. */
+static void sp_key_text(const char *col, sp_col_type type, const char *kb, uint32_t len, char *buf, size_t n)
+{
+    int64_t i;
+    double d;
+    switch (type) {
+    case SP_COL_STRING:
+        snprintf(buf, n, "%s = '%.*s%s'", col, (int)(len > 64 ? 64 : len), kb, len > 64 ? "..." : "");
+        break;
+    case SP_COL_DOUBLE:
+        memcpy(&d, kb, 8);
+        snprintf(buf, n, "%s = %.17g", col, d);
+        break;
+    default:
+        memcpy(&i, kb, 8);
+        snprintf(buf, n, "%s = %lld", col, (long long)i);
+        break;
+    }
 }
 
 /* Output column names: "count" or "fn(col)"; an aggregate whose name the key or an
@@ -544,13 +592,20 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
             case SP_COL_INT64: memcpy(&k->i64[r], kb, 8); break;
             case SP_COL_UINT8: memcpy(&iv, kb, 8); k->u8[r] = (uint8_t)iv; break;
             }
-            for (uint32_t a = 0; a < na; a++) {
+            for (uint32_t a = 0; a < na && st == SP_OK; a++) {
                 const sp_acc *x = &accs[(size_t)order[r] * na + a];
                 sp_column *c = &o->cols[a + 1];
                 sp_agg_fn fn = naggs ? aggs[a].fn : SP_AGG_COUNT;
                 if (fn == SP_AGG_COUNT) c->i64[r] = (int64_t)x->n;
                 else if (fn == SP_AGG_MEAN) c->f64[r] = x->nnum ? x->sum / (double)x->nnum : NAN;
-                else if (c->type == SP_COL_INT64) c->i64[r] = fn == SP_AGG_SUM ? x->isum : fn == SP_AGG_MIN ? x->imin : x->imax;
+                else if (c->type == SP_COL_INT64 && fn == SP_AGG_SUM) {
+                    if (!sp_acc_isum(x, &c->i64[r])) {
+                        char kt[200];
+                        sp_key_text(kc->name, gb.key_type, kb, len, kt, sizeof kt);
+                        st = sp__fail(SP_ERR_INVALID, "group-by: sum of column '%s' in the group %s overflows int64",
+                                      t->schema->cols[gb.col[a]].name, kt);
+                    }
+                } else if (c->type == SP_COL_INT64) c->i64[r] = fn == SP_AGG_MIN ? x->imin : x->imax;
                 else c->f64[r] = !x->nnum ? NAN : fn == SP_AGG_SUM ? x->sum : fn == SP_AGG_MIN ? x->min : x->max;
             }
         }
