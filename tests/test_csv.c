@@ -629,6 +629,83 @@ static void strings_alternate_around_key_lengths(void **state)
     free(t.s);
 }
 
+/* ---- missing values, what is a number, headers ---- */
+
+/* An empty field in a double column is NaN with a schema too: a schema is how later
+ * files of a table and a file parsed again after a drop are read, so they must take
+ * what inference took. An int64 column has no missing value: empty stays an error. */
+static void empty_doubles_are_nan_with_a_schema(void **state)
+{
+    (void)state;
+    static const sp_col_type types[] = {SP_COL_STRING, SP_COL_DOUBLE, SP_COL_INT64};
+    sp_csv_options o = {.schema = types, .schema_cols = 3};
+    sp_table *t = parse_ok("k,v,n\na,1.5,1\nb,,2\nc,\"\",3\nd,2.5,4\n", &o);
+    assert_int_equal(t->nrows, 4);
+    assert_true(t->cols[1].f64[0] == 1.5 && t->cols[1].f64[3] == 2.5);
+    assert_true(isnan(t->cols[1].f64[1]) && isnan(t->cols[1].f64[2])); /* quoted or not, as inferred */
+    sp_table_free(t);
+    parse_fails("k,v,n\na,,\n", &o, "line 2, field 3 (column 4): not an int64: ");
+    parse_fails("k,v,n\na,1,\"\"\n", &o, "line 2, field 3 (column 5): not an int64: ");
+    parse_fails("k,v,n\na,x,1\n", &o, "line 2, field 2 (column 3): not a double: x");
+    /* a file parsed again with the types it was given the first time: the same table */
+    const char *file = "k,v,w\na,1,\nb,,2.5\nc,3,\n\"\",\"\",7\n";
+    sp_table *inferred = parse_ok(file, NULL);
+    assert_int_equal(inferred->cols[1].type, SP_COL_DOUBLE);
+    assert_int_equal(inferred->cols[2].type, SP_COL_DOUBLE);
+    sp_col_type again[3];
+    for (int c = 0; c < 3; c++) again[c] = inferred->cols[c].type;
+    sp_csv_options oa = {.schema = again, .schema_cols = 3};
+    sp_table *reparsed = parse_ok(file, &oa);
+    assert_same_table(inferred, reparsed);
+    sp_table_free(reparsed);
+    sp_table_free(inferred);
+    /* cut into chunks: empties in every chunk, the same answer */
+    text big = {0};
+    put(&big, "k,v,n\n");
+    for (int r = 0; r < 3000; r++)
+        put(&big, "%c,%s,%d\n", 'a' + r % 5, r % 7 == 3 ? "" : r % 11 == 0 ? "\"\"" : "0.25", r);
+    assert_chunks_agree(big.s, big.len, &o);
+    for (unsigned n = 1; n <= 4; n++) {
+        sp_table *p = parse_chunks(big.s, big.len, &o, n);
+        assert_int_equal(p->nrows, 3000);
+        for (int r = 0; r < 3000; r++)
+            assert_true((r % 7 == 3 || r % 11 == 0) ? isnan(p->cols[1].f64[r]) : p->cols[1].f64[r] == 0.25);
+        sp_table_free(p);
+    }
+    put(&big, "z,1,\n"); /* an empty int64 in the last chunk: the error, with its line */
+    assert_chunks_agree(big.s, big.len, &o);
+    sp_table *bad = NULL;
+    t_status(sp__csv_parse_chunks(big.s, big.len, &o, "t.csv", 4, &bad), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "line 3002, field 3 (column 5): not an int64: "));
+    free(big.s);
+}
+
+/* The multi-file table of the report: the second file parses with the first's
+ * types, and a missing value in either is NaN (skipped by sum). */
+static void tables_of_files_with_missing_values(void **state)
+{
+    (void)state;
+    t_dagfx *f = t_dagfx_open(64 << 20, 0, 0);
+    char *dir = t_tmpdir();
+    char *paths[2] = {write_file(dir, "f1.csv", "k,v\na,1.5\nb,\n"), write_file(dir, "f2.csv", "k,v\na,\nb,2.5\n")};
+    sp_dtable *t;
+    t_ok(sp_dtable_from_csv(f->d, 2, (const char *const *)paths, NULL, &t));
+    sp_agg sum = {SP_AGG_SUM, "v"};
+    sp_table *g;
+    t_ok(sp_dtable_group_by(t, "k", 1, &sum, &g));
+    assert_int_equal(g->nrows, 2);
+    assert_string_equal(sp_table_str(g, 0, 0), "a");
+    assert_true(g->cols[1].f64[0] == 1.5);
+    assert_string_equal(sp_table_str(g, 0, 1), "b");
+    assert_true(g->cols[1].f64[1] == 2.5);
+    sp_table_free(g);
+    sp_dtable_free(t);
+    for (int i = 0; i < 2; i++) free(paths[i]);
+    t_rmrf(dir);
+    free(dir);
+    t_dagfx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +721,8 @@ int main(void)
         cmocka_unit_test(chunk_regions_overflow_and_underfill),
         cmocka_unit_test(numbers_match_strtod_and_strtoll),
         cmocka_unit_test(strings_alternate_around_key_lengths),
+        cmocka_unit_test(empty_doubles_are_nan_with_a_schema),
+        cmocka_unit_test(tables_of_files_with_missing_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -787,7 +787,7 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 if (sp_int_fast(cx, s, n, &v)) {
                     ((int64_t *)bc->vals)[row] = v;
                     bc->negzero |= (v == 0) & (s[0] == '-'); /* no branch: 0 is common, e.g. in flags */
-                } else if (fixed) {
+                } else if (fixed) { /* an empty one too: an int64 has no missing value */
                     return sp_fail_at(ch, SP_E_NOT_INT, at, c, s, n);
                 } else if (n == 0 || sp_f64_fast(cx, s, n, &d)) { /* widen in place: same width */
                     int64_t *iv = bc->vals;
@@ -801,7 +801,9 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 }
             } else if (bc->type == SP_COL_DOUBLE) {
                 double d;
-                if (n == 0 && !fixed) ((double *)bc->vals)[row] = NAN;
+                /* Empty is missing, NaN, with a schema too: a schema is how later files
+                 * and re-parses of a file read it, and they must take what inference took. */
+                if (n == 0) ((double *)bc->vals)[row] = NAN;
                 else if (sp_f64_fast(cx, s, n, &d)) ((double *)bc->vals)[row] = d;
                 else if (fixed) return sp_fail_at(ch, SP_E_NOT_DOUBLE, at, c, s, n);
                 else {
