@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/testing.h"
 #include "testlib.h"
 
 #define SP_TEST_PRINTF __attribute__((format(printf, 2, 3)))
@@ -706,6 +707,111 @@ static void tables_of_files_with_missing_values(void **state)
     t_dagfx_close(f);
 }
 
+/* A double is [+-]digits[.digits][(e|E)[+-]digits] with a digit somewhere before
+ * the exponent; what else strtod takes (hex, inf, nan, leading spaces) is text. */
+static void only_decimal_numbers_are_doubles(void **state)
+{
+    (void)state;
+    static const char *not_numbers[] = {"nan", "NaN", "Nan", "-nan", "inf", "Inf", "-inf", "+Infinity", "infinity",
+                                        "0x1A", "0xff", "-0x10", "0x1p3", " 5", "\t5", " 1.5", "5 ", "+", "-", "+.",
+                                        "-.", ".", "e5", ".e5", "1e", "1e+", "1e-", "1.5e", "1ee5", "1e5.5", "1..5",
+                                        "1.5.", "++1", "1-", "1,5"};
+    static const sp_col_type dbl[] = {SP_COL_DOUBLE};
+    sp_csv_options od = {.schema = dbl, .schema_cols = 1, .delim = ';'};
+    sp_csv_options oi = {.delim = ';'};
+    for (size_t k = 0; k < sizeof not_numbers / sizeof *not_numbers; k++) {
+        const char *v = not_numbers[k];
+        char buf[64];
+        /* after an int and after a double: the column is text either way */
+        for (int first = 0; first < 2; first++) {
+            snprintf(buf, sizeof buf, "x\n%s\n%s\n2\n", first ? "1.5" : "1", v);
+            sp_table *t = parse_ok(buf, &oi);
+            if (t->cols[0].type != SP_COL_STRING) fail_msg("\"%s\" was taken for a number", v);
+            assert_string_equal(str_at(t, 0, 1), v);
+            sp_table_free(t);
+        }
+        snprintf(buf, sizeof buf, "x\n%s\n", v);
+        char says[64];
+        snprintf(says, sizeof says, "not a double: %s", v);
+        parse_fails(buf, &od, says);
+    }
+    /* a column of names that strtod would read as numbers */
+    sp_table *t = parse_ok("name,n\nNan,1\nInf,2\nInfinity,3\n", NULL);
+    assert_int_equal(t->cols[0].type, SP_COL_STRING);
+    assert_int_equal(t->cols[0].ndict, 3);
+    assert_string_equal(str_at(t, 0, 0), "Nan");
+    sp_table_free(t);
+    /* the forms of the grammar, each one checked against strtod */
+    static const char *numbers[] = {"1e5", "1E5", "-1e-5", "+1.5E+3", "5.e3", ".5e-1", "-.5E2", "1.", ".5",
+                                    "007", "0e0", "1e-400", "12345678901234567890e-10", "1.7976931348623157e308"};
+    for (size_t k = 0; k < sizeof numbers / sizeof *numbers; k++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "x\n%s\n0.5\n", numbers[k]);
+        for (int fixed = 0; fixed < 2; fixed++) {
+            t = parse_ok(buf, fixed ? &od : &oi);
+            assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
+            double want = strtod(numbers[k], NULL);
+            if (memcmp(&want, &t->cols[0].f64[0], 8) != 0)
+                fail_msg("\"%s\": %.17g, strtod says %.17g", numbers[k], t->cols[0].f64[0], want);
+            sp_table_free(t);
+        }
+    }
+    parse_fails("x\n1e999\n", &od, "not a double: 1e999"); /* overflow: not a number, as before */
+    /* Long decimals are numbers too, however long: 70 digits of pi, 300 zeros before a
+     * 15, 800 digits with an exponent. */
+    text lt = {0};
+    static const char pi[] = "3.141592653589793238462643383279502884197169399375105820974944592307816";
+    put(&lt, "x\n1\n%s\n0.", pi);
+    for (int i = 0; i < 300; i++) put(&lt, "0");
+    put(&lt, "15\n-");
+    for (int i = 0; i < 800; i++) put(&lt, "%d", (i * 7 + 3) % 10);
+    put(&lt, "e-790\n");
+    for (unsigned n = 1; n <= 2; n++) {
+        for (int fixed = 0; fixed < 2; fixed++) {
+            t = parse_chunks(lt.s, lt.len, fixed ? &od : NULL, n);
+            assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
+            assert_int_equal(t->nrows, 4);
+            const char *line = strchr(lt.s, '\n') + 1;
+            for (int r = 0; r < 4; r++, line = strchr(line, '\n') + 1) {
+                double want = strtod(line, NULL);
+                if (memcmp(&want, &t->cols[0].f64[r], 8) != 0)
+                    fail_msg("row %d: %.17g, strtod says %.17g", r, t->cols[0].f64[r], want);
+            }
+            sp_table_free(t);
+        }
+    }
+    /* a long value's copy goes on the heap: when that fails, the parse is out of
+     * memory, never "not a double" or a column of text */
+    sp_table *whole = parse_chunks(lt.s, lt.len, NULL, 1);
+    for (int fixed = 0; fixed < 2; fixed++) {
+        sp_status st = SP_ERR_NOMEM;
+        for (long k = 0; st != SP_OK; k++) {
+            sp_table *got = NULL;
+            sp_testing_fail_alloc_after(k);
+            st = sp__csv_parse_chunks(lt.s, lt.len, fixed ? &od : NULL, "t.csv", 1, &got);
+            sp_testing_fail_alloc_after(-1);
+            if (st != SP_OK && st != SP_ERR_NOMEM) fail_msg("%ld allocations: %s", k, sp_last_error());
+            if (st == SP_OK) assert_same_table(whole, got);
+            sp_table_free(got);
+        }
+    }
+    sp_table_free(whole);
+    free(lt.s);
+    /* mixed into chunks: the same types and values whatever the cut */
+    text ct = {0};
+    put(&ct, "a;b;c\n");
+    for (int r = 0; r < 3000; r++)
+        put(&ct, "%d;%s;%s\n", r, r == 2500 ? "inf" : r % 3 ? "1e3" : "2.5", r == 2900 ? "0x1A" : "7");
+    assert_chunks_agree(ct.s, ct.len, &oi);
+    t = parse_chunks(ct.s, ct.len, &oi, 4);
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    assert_int_equal(t->cols[1].type, SP_COL_STRING);
+    assert_int_equal(t->cols[2].type, SP_COL_STRING);
+    assert_string_equal(str_at(t, 2, 2900), "0x1A");
+    sp_table_free(t);
+    free(ct.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -723,6 +829,7 @@ int main(void)
         cmocka_unit_test(strings_alternate_around_key_lengths),
         cmocka_unit_test(empty_doubles_are_nan_with_a_schema),
         cmocka_unit_test(tables_of_files_with_missing_values),
+        cmocka_unit_test(only_decimal_numbers_are_doubles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

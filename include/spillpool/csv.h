@@ -7,10 +7,12 @@
  * coded (a code per row into a table of distinct values, like the article's
  * PooledArray). Types are inferred from the data (int64 if every value is an
  * integer, else double if every value is a number, else string) unless a schema is
- * given, in which case a value that does not fit is an error. An empty value
- * (unquoted or "") is a missing number, NaN, whether the column's type is inferred
- * (a column of integers with one becomes double) or given by a schema; in an int64
- * column of a schema it is an error, as an int64 has no missing value.
+ * given, in which case a value that does not fit is an error. A number is decimal:
+ * [+-]digits[.digits][(e|E)[+-]digits], with a digit before or after the point
+ * ("nan", "inf", hex and spaces are text). An empty value (unquoted or "") is a
+ * missing number, NaN, whether the column's type is inferred (a column of integers
+ * with one becomes double) or given by a schema; in an int64 column of a schema it
+ * is an error, as an int64 has no missing value.
  *
  * Errors name the source, the line (1-based, counting line breaks inside quotes),
  * the field and the byte column: unterminated quote, a record with the wrong number

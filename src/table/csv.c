@@ -207,14 +207,55 @@ static inline int sp_parse_i64(const char *s, size_t n, int64_t *out)
 static const double sp_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* [+-]digits[.digits][(e|E)[+-]digits], with a digit before or after the point:
+ * the only numbers here. strtod also takes hex, "inf", "nan" and leading spaces,
+ * which would make a column of names like "Nan" or codes like "0x1A" numbers. */
+static int sp_is_decimal(const char *s, size_t n)
+{
+    size_t i = 0, digits = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) i++;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) digits++;
+    if (i < n && s[i] == '.')
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) digits++;
+    if (digits == 0) return 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '-' || s[i] == '+')) i++;
+        size_t e = i;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+        if (i == e) return 0;
+    }
+    return i == n;
+}
+
+/* What the fast path leaves: a checked decimal to strtod, on a NUL-terminated copy
+ * (on the heap when long: a long value is still a number). 1, 0 if it is not a
+ * number (or overflows), -1 if the copy cannot be made. */
+static __attribute__((noinline)) int sp_parse_f64_slow(const char *s, size_t n, double *out)
+{
+    if (!sp_is_decimal(s, n)) return 0;
+    char small[128], *tmp = n < sizeof small ? small : sp__malloc(n + 1);
+    if (!tmp) return -1;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    char *end;
+    errno = 0;
+    double v = strtod(tmp, &end);
+    int ok = end == tmp + n && !(errno == ERANGE && fabs(v) > 1);
+    if (tmp != small) sp__free(tmp);
+    if (ok) *out = v;
+    return ok;
+}
+
 /* Decimal numbers with at most 15 significant digits and no exponent are exact as
  * (integer / power of ten) with both below 2^53 and 10^22: the fast path. The rest
- * go to strtod on a NUL-terminated copy. */
+ * go to sp_parse_f64_slow. 1, 0 (not a number) or -1 (out of memory). */
 static inline int sp_parse_f64(const char *s, size_t n, double *out)
 {
     size_t i = 0;
     int neg = 0, digits = 0, frac = 0, dot = 0;
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    const size_t sign = i;
     uint64_t m = 0;
     for (; i < n; i++) {
         char c = s[i];
@@ -226,21 +267,14 @@ static inline int sp_parse_f64(const char *s, size_t n, double *out)
         } else if (c == '.' && !dot) dot = 1;
         else break;
     }
-    if (i == n && frac <= 22 && (digits || n > (size_t)neg + (size_t)dot)) {
+    /* digits counts significant ones: zeros alone need a byte past the sign and point
+     * ("+" or "+." is not a number) */
+    if (i == n && frac <= 22 && (digits || n > sign + (size_t)dot)) {
         double v = (double)m / sp_pow10[frac];
         *out = neg ? -v : v;
         return 1;
     }
-    char tmp[64];
-    if (n == 0 || n >= sizeof tmp) return 0;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    char *end;
-    errno = 0;
-    double v = strtod(tmp, &end);
-    if (end != tmp + n || (errno == ERANGE && fabs(v) > 1)) return 0;
-    *out = v;
-    return 1;
+    return sp_parse_f64_slow(s, n, out);
 }
 
 /* ---- scanning ---- */
@@ -674,7 +708,8 @@ static inline int sp_int_fast(const sp_ctx *cx, const char *s, size_t n, int64_t
 }
 
 /* sp_parse_f64 with a fast path for a sign and up to 8 bytes of digits with at
- * most one '.': the same (integer / power of ten) the slow path computes. */
+ * most one '.': the same (integer / power of ten) the slow path computes. Returns
+ * as sp_parse_f64 does. */
 static inline __attribute__((always_inline)) int sp_f64_fast(const sp_ctx *cx, const char *s, size_t n, double *out)
 {
     if (n >= 1) {
@@ -784,27 +819,32 @@ static int sp_records(sp_chunk *ch, size_t pos)
             if (bc->type == SP_COL_INT64) {
                 int64_t v;
                 double d;
+                int f = 0;
                 if (sp_int_fast(cx, s, n, &v)) {
                     ((int64_t *)bc->vals)[row] = v;
                     bc->negzero |= (v == 0) & (s[0] == '-'); /* no branch: 0 is common, e.g. in flags */
                 } else if (fixed) { /* an empty one too: an int64 has no missing value */
                     return sp_fail_at(ch, SP_E_NOT_INT, at, c, s, n);
-                } else if (n == 0 || sp_f64_fast(cx, s, n, &d)) { /* widen in place: same width */
+                } else if (n == 0 || (f = sp_f64_fast(cx, s, n, &d)) > 0) { /* widen in place: same width */
                     int64_t *iv = bc->vals;
                     double *dv = bc->vals;
                     for (uint64_t r = 0; r < row; r++) dv[r] = (double)iv[r];
                     bc->type = SP_COL_DOUBLE;
                     dv[row] = n == 0 ? NAN : d;
+                } else if (f < 0) {
+                    return sp_fail_at(ch, SP_E_NOMEM, at, c, NULL, 0);
                 } else {
                     ch->init[c] = SP_COL_STRING;
                     return 1;
                 }
             } else if (bc->type == SP_COL_DOUBLE) {
                 double d;
+                int f;
                 /* Empty is missing, NaN, with a schema too: a schema is how later files
                  * and re-parses of a file read it, and they must take what inference took. */
                 if (n == 0) ((double *)bc->vals)[row] = NAN;
-                else if (sp_f64_fast(cx, s, n, &d)) ((double *)bc->vals)[row] = d;
+                else if ((f = sp_f64_fast(cx, s, n, &d)) > 0) ((double *)bc->vals)[row] = d;
+                else if (f < 0) return sp_fail_at(ch, SP_E_NOMEM, at, c, NULL, 0);
                 else if (fixed) return sp_fail_at(ch, SP_E_NOT_DOUBLE, at, c, s, n);
                 else {
                     ch->init[c] = SP_COL_STRING;
