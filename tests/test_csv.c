@@ -812,6 +812,51 @@ static void only_decimal_numbers_are_doubles(void **state)
     free(ct.s);
 }
 
+/* Two columns of one name: operations that look a column up by name would reach
+ * only the first. The header is refused, naming the name and both columns. */
+static void repeated_header_names_are_refused(void **state)
+{
+    (void)state;
+    parse_fails("a,a\n1,2\n", NULL, "columns 1 and 2 of the header are both named 'a'");
+    parse_fails("id,x,\"y\",\"x\"\n1,2,3,4\n", NULL, "columns 2 and 4 of the header are both named 'x'");
+    parse_fails("a,,b,\n", NULL, "columns 2 and 4 of the header are both named ''");
+    sp_table *bad = NULL;
+    t_status(sp_csv_parse("k,v,k\n", 6, NULL, "t.csv", &bad), SP_ERR_CORRUPT);
+    /* names differ by case, or only in a prefix: distinct */
+    sp_table *t = parse_ok("a,A,ab,a b\n1,2,3,4\n", NULL);
+    assert_int_equal(t->ncols, 4);
+    sp_table_free(t);
+    /* without a header the names are c1, c2, ...: repeated values are data */
+    sp_csv_options nh = {.no_header = 1};
+    t = parse_ok("a,a\n", &nh);
+    assert_string_equal(t->cols[1].name, "c2");
+    sp_table_free(t);
+    /* a wide header (the check is not quadratic): unique, then with one repeat */
+    text w = {0};
+    for (int c = 0; c < 5000; c++) put(&w, "%scol%d", c ? "," : "", c);
+    put(&w, "\n");
+    for (int c = 0; c < 5000; c++) put(&w, "%s%d", c ? "," : "", c);
+    put(&w, "\n");
+    t = parse_chunks(w.s, w.len, NULL, 1);
+    assert_int_equal(t->ncols, 5000);
+    sp_table_free(t);
+    text w2 = {0};
+    for (int c = 0; c < 5000; c++) put(&w2, "%scol%d", c ? "," : "", c == 4999 ? 1234 : c);
+    put(&w2, "\n");
+    t_status(sp__csv_parse_chunks(w2.s, w2.len, NULL, "t.csv", 1, &bad), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "columns 1235 and 5000 of the header are both named 'col1234'"));
+    /* cut into chunks: the same error */
+    text d = {0};
+    put(&d, "k,v,k\n");
+    for (int r = 0; r < 2000; r++) put(&d, "%d,%d,%d\n", r, r, r);
+    assert_chunks_agree(d.s, d.len, NULL);
+    t_status(sp__csv_parse_chunks(d.s, d.len, NULL, "t.csv", 4, &bad), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "t.csv: columns 1 and 3 of the header are both named 'k'"));
+    free(w.s);
+    free(w2.s);
+    free(d.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +875,7 @@ int main(void)
         cmocka_unit_test(empty_doubles_are_nan_with_a_schema),
         cmocka_unit_test(tables_of_files_with_missing_values),
         cmocka_unit_test(only_decimal_numbers_are_doubles),
+        cmocka_unit_test(repeated_header_names_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

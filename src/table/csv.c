@@ -418,6 +418,30 @@ static sp_status sp_field(sp_parser *ps, size_t *p, uint32_t field, const char *
     return SP_OK;
 }
 
+/* Two columns of one name: a lookup by name would find the first, so operations
+ * that name a column could not reach the second. Names are hashed: headers may be
+ * thousands of columns wide. */
+static sp_status sp_unique_names(const sp_parser *ps, char **nm, uint32_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    uint32_t *slots = sp__calloc(cap, sizeof *slots); /* column + 1, 0 empty */
+    SP_RETURN_IF(!slots, SP_ERR_NOMEM, "%s: out of memory", ps->what);
+    for (uint32_t c = 0; c < n; c++) {
+        size_t len = strlen(nm[c]), i = (size_t)XXH3_64bits(nm[c], len) & (cap - 1);
+        for (; slots[i]; i = (i + 1) & (cap - 1)) {
+            uint32_t k = slots[i] - 1;
+            if (strcmp(nm[k], nm[c]) != 0) continue;
+            sp__free(slots);
+            return sp__fail(SP_ERR_CORRUPT, "%s: columns %u and %u of the header are both named '%.*s%s'", ps->what,
+                            k + 1, c + 1, len > 40 ? 40 : (int)len, nm[c], len > 40 ? "..." : "");
+        }
+        slots[i] = c + 1;
+    }
+    sp__free(slots);
+    return SP_OK;
+}
+
 /* Parse the header (or count the first record's fields) into names. */
 static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***names)
 {
@@ -455,6 +479,7 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
         nm[n][len] = '\0';
         n++;
     }
+    if (st == SP_OK && !no_header) st = sp_unique_names(ps, nm, n);
     if (st != SP_OK) {
         for (uint32_t i = 0; i < n; i++) sp__free(nm[i]);
         sp__free(nm);
