@@ -857,6 +857,56 @@ static void repeated_header_names_are_refused(void **state)
     free(d.s);
 }
 
+/* A UTF-8 byte order mark at the start, as spreadsheets write, is not part of the
+ * first name (or, without a header, the first value); elsewhere it is data. */
+static void byte_order_mark_is_skipped(void **state)
+{
+    (void)state;
+    sp_table *t = parse_ok("\xEF\xBB\xBFid,v\n1,2\n", NULL);
+    assert_string_equal(t->cols[0].name, "id");
+    assert_int_equal(sp_table_column(t, "id"), 0);
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    sp_table_free(t);
+    t = parse_ok("\xEF\xBB\xBF\"a b\",c\n1,2\n", NULL);
+    assert_string_equal(t->cols[0].name, "a b");
+    sp_table_free(t);
+    sp_csv_options nh = {.no_header = 1};
+    t = parse_ok("\xEF\xBB\xBF" "1,x\n3,y\n", &nh);
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    assert_int_equal(t->cols[0].i64[0], 1);
+    assert_int_equal(t->cols[0].i64[1], 3);
+    sp_table_free(t);
+    /* columns in messages count from after it */
+    parse_fails("\xEF\xBB\xBF" "a,b\"\n", NULL, "line 1, field 2 (column 4): a quote inside an unquoted field");
+    parse_fails("\xEF\xBB\xBF" "1,b\"\n", &nh, "line 1, field 2 (column 4): a quote inside an unquoted field");
+    /* a mark alone is an empty file; one past the start is data */
+    parse_fails("\xEF\xBB\xBF", NULL, "empty file");
+    t = parse_ok("x\n\xEF\xBB\xBF" "a\n", NULL);
+    assert_string_equal(str_at(t, 0, 0), "\xEF\xBB\xBF" "a");
+    sp_table_free(t);
+    /* cut into chunks, with and without a header: the table of the file without it */
+    text a = {0}, b = {0};
+    put(&b, "\xEF\xBB\xBF");
+    for (int r = 0; r < 2000; r++) {
+        put(&a, "%d,%s\n", r, r % 3 ? "north" : "south");
+        put(&b, "%d,%s\n", r, r % 3 ? "north" : "south");
+    }
+    for (int h = 0; h < 2; h++) {
+        sp_csv_options o = {.no_header = !h};
+        assert_chunks_agree(b.s, b.len, &o);
+        sp_table *want = parse_chunks(a.s, a.len, &o, 1);
+        for (unsigned n = 1; n <= 4; n++) {
+            sp_table *got = parse_chunks(b.s, b.len, &o, n);
+            assert_same_table(want, got);
+            sp_table_free(got);
+        }
+        assert_string_equal(want->cols[0].name, h ? "0" : "c1");
+        sp_table_free(want);
+    }
+    free(a.s);
+    free(b.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -876,6 +926,7 @@ int main(void)
         cmocka_unit_test(tables_of_files_with_missing_values),
         cmocka_unit_test(only_decimal_numbers_are_doubles),
         cmocka_unit_test(repeated_header_names_are_refused),
+        cmocka_unit_test(byte_order_mark_is_skipped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

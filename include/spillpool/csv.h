@@ -2,22 +2,23 @@
  *
  * RFC 4180: fields separated by a delimiter (default ','), records by "\n" or
  * "\r\n"; a field in double quotes may hold the delimiter, quotes (doubled) and line
- * breaks. The first record names the columns unless the options say there is no
- * header; two columns of one name are an error. Each column is int64, double, or
- * string; strings are stored dictionary-coded (a code per row into a table of
- * distinct values, like the article's PooledArray). Types are inferred from the
- * data (int64 if every value is an integer, else double if every value is a number,
- * else string) unless a schema is given, in which case a value that does not fit is
- * an error. A number is decimal: [+-]digits[.digits][(e|E)[+-]digits], with a digit
- * before or after the point ("nan", "inf", hex and spaces are text). An empty value
- * (unquoted or "") is a missing number, NaN, whether the column's type is inferred
- * (a column of integers with one becomes double) or given by a schema; in an int64
- * column of a schema it is an error, as an int64 has no missing value.
+ * breaks. A UTF-8 byte order mark at the start is skipped. The first record names
+ * the columns unless the options say there is no header; two columns of one name
+ * are an error. Each column is int64, double, or string; strings are stored
+ * dictionary-coded (a code per row into a table of distinct values, like the
+ * article's PooledArray). Types are inferred from the data (int64 if every value is
+ * an integer, else double if every value is a number, else string) unless a schema
+ * is given, in which case a value that does not fit is an error. A number is
+ * decimal: [+-]digits[.digits][(e|E)[+-]digits], with a digit before or after the
+ * point ("nan", "inf", hex and spaces are text). An empty value (unquoted or "") is
+ * a missing number, NaN, whether the column's type is inferred (a column of
+ * integers with one becomes double) or given by a schema; in an int64 column of a
+ * schema it is an error, as an int64 has no missing value.
  *
  * Errors name the source, the line (1-based, counting line breaks inside quotes),
- * the field and the byte column: unterminated quote, a record with the wrong number
- * of fields, a value that does not fit the schema's type, an empty file. A repeated
- * column name is named with both columns.
+ * the field and the byte column (counted after a byte order mark): unterminated
+ * quote, a record with the wrong number of fields, a value that does not fit the
+ * schema's type, an empty file. A repeated column name is named with both columns.
  */
 #ifndef SPILLPOOL_CSV_H
 #define SPILLPOOL_CSV_H

@@ -319,6 +319,7 @@ static inline size_t sp_scan_quoted(const char *buf, size_t i, size_t len)
 typedef struct sp_parser {
     const char *buf, *what;
     size_t len;
+    size_t begin; /* past a byte order mark */
     char delim;
     uint32_t ncols;
     uint64_t line; /* where the current field is, for messages */
@@ -445,7 +446,7 @@ static sp_status sp_unique_names(const sp_parser *ps, char **nm, uint32_t n)
 /* Parse the header (or count the first record's fields) into names. */
 static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***names)
 {
-    size_t p = 0;
+    size_t p = ps->begin;
     uint32_t n = 0, cap = 16;
     char **nm = sp__calloc(cap, sizeof *nm);
     SP_RETURN_IF(!nm, SP_ERR_NOMEM, "%s: out of memory", ps->what);
@@ -486,10 +487,10 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
         return st;
     }
     ps->ncols = n;
-    *pos = no_header ? 0 : p;
+    *pos = no_header ? ps->begin : p;
     if (no_header) { /* the first record is data: read it again */
         ps->line = 1;
-        ps->line_start = 0;
+        ps->line_start = ps->begin;
     }
     *names = nm;
     return SP_OK;
@@ -1138,8 +1139,12 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
 {
     *out = NULL;
     what = what ? what : "csv";
-    SP_RETURN_IF(len == 0, SP_ERR_CORRUPT, "%s: empty file (no header, no records)", what);
-    sp_parser ps = {.buf = buf, .len = len, .what = what, .delim = opt && opt->delim ? opt->delim : ',', .line = 1};
+    /* A UTF-8 byte order mark, as some editors and spreadsheets write, is not part of
+     * the first name or value; columns count from after it. */
+    size_t bom = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    SP_RETURN_IF(len == bom, SP_ERR_CORRUPT, "%s: empty file (no header, no records)", what);
+    sp_parser ps = {.buf = buf, .len = len, .what = what, .delim = opt && opt->delim ? opt->delim : ',', .line = 1,
+                    .begin = bom, .line_start = bom};
     SP_RETURN_IF(ps.delim == '"' || ps.delim == '\n' || ps.delim == '\r', SP_ERR_INVALID,
                  "%s: the delimiter cannot be a quote or a line break", what);
     ps.stop[(unsigned char)ps.delim] = ps.stop['\n'] = ps.stop['"'] = 1;
