@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     if (getenv("SPILLPOOL_SPILL_AHEAD")) ahead = base.spill_ahead;
     double tu[50], tb[50];
     sp_demo_result ru, rb;
-    sp_stats su, sb;
+    sp_stats su = {0}, sb = {0};
     for (int k = 0; k < runs; k++) {
         /* Alternate the order so that neither run always finds a warm machine. */
         int first_bounded = k % 2;

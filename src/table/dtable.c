@@ -204,7 +204,7 @@ sp_status sp_dtable_generate(sp_dag *dag, uint32_t ncols, const sp_col_spec *sch
     SP_RETURN_IF(!dag || !gen || !out || (ncols && !schema), SP_ERR_INVALID, "sp_dtable_generate: NULL argument");
     sp_table *s;
     SP_FORWARD(sp_table_new(ncols, schema, 0, &s));
-    sp_dtable *t;
+    sp_dtable *t = NULL;
     sp_status st = sp_dt_alloc(dag, NULL, n, &t);
     if (st != SP_OK) {
         sp_table_free(s);
@@ -256,7 +256,7 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
     SP_RETURN_IF(!dag || !out || (nfiles && !paths), SP_ERR_INVALID, "sp_dtable_from_csv: NULL argument");
     SP_RETURN_IF(nfiles == 0, SP_ERR_INVALID, "sp_dtable_from_csv: no files");
     SP_RETURN_IF(nfiles > UINT32_MAX, SP_ERR_INVALID, "sp_dtable_from_csv: %zu files", nfiles);
-    sp_dtable *t;
+    sp_dtable *t = NULL;
     SP_FORWARD(sp_dt_alloc(dag, NULL, (uint32_t)nfiles, &t));
     sp_csv_src *src = t->src = sp__calloc(1, sizeof *src);
     if (!src) {
@@ -363,7 +363,7 @@ static sp_status sp_take(const sp_table *p, uint32_t n, const uint32_t *idx, con
         kept = 0;
         for (uint64_t r = 0; r < p->nrows; r++) kept += keep[r];
     }
-    sp_table *t;
+    sp_table *t = NULL;
     SP_FORWARD(sp__table_shell(n + extra, &t));
     t->ncols = 0;
     t->nrows = kept;
@@ -423,7 +423,7 @@ sp_status sp_dtable_map(sp_dtable *from, const char *name, sp_col_type type, sp_
 {
     SP_RETURN_IF(!from || !name || !name[0] || !fn || !out, SP_ERR_INVALID, "sp_dtable_map: NULL argument");
     SP_RETURN_IF(type < SP_COL_INT64 || type > SP_COL_UINT8, SP_ERR_INVALID, "sp_dtable_map: unknown type %d", (int)type);
-    sp_dtable *t;
+    sp_dtable *t = NULL;
     SP_FORWARD(sp_dt_alloc(from->dag, from, from->nparts, &t));
     int replaced = sp_table_column(from->schema, name);
     t->keep_idx = sp__calloc(from->schema->ncols + 1, sizeof *t->keep_idx);
@@ -473,7 +473,7 @@ static sp_status sp_task_filter(sp_task_ctx *ctx, void *user)
 
 static sp_status sp_filter_common(sp_dtable *from, sp_pred_fn pred, void *user, sp_expr *e, sp_dtable **out)
 {
-    sp_dtable *t;
+    sp_dtable *t = NULL;
     sp_status st = sp_dt_alloc(from->dag, from, from->nparts, &t);
     if (st != SP_OK) {
         if (e) sp__expr_free(e);
@@ -526,7 +526,7 @@ sp_status sp_dtable_select(sp_dtable *from, uint32_t n, const char *const *names
         }
         idx[c] = (uint32_t)k;
     }
-    sp_dtable *t;
+    sp_dtable *t = NULL;
     sp_status st = sp_dt_alloc(from->dag, from, from->nparts, &t);
     if (st != SP_OK) {
         sp__free(idx);

@@ -125,7 +125,7 @@ sp_status sp_table_new(uint32_t ncols, const sp_col_spec *cols, uint64_t nrows, 
             SP_RETURN_IF(strcmp(cols[k].name, cols[c].name) == 0, SP_ERR_INVALID,
                          "sp_table_new: two columns are named '%s'", cols[c].name);
     }
-    sp_table *t;
+    sp_table *t = NULL;
     SP_FORWARD(sp__table_shell(ncols, &t));
     t->nrows = nrows;
     for (uint32_t c = 0; c < ncols; c++) {
