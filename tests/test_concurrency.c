@@ -183,7 +183,7 @@ static void *stress_worker(void *argp)
     return NULL;
 }
 
-static void stress(sp_policy policy, uint64_t spill_ahead, const char *filters)
+static void stress(sp_policy policy, uint64_t spill_ahead, const char *filters, sp_page_cache cache)
 {
     static const unsigned char key[32] = "concurrency-test-key-0123456789";
     char *dir = t_tmpdir();
@@ -196,6 +196,7 @@ static void stress(sp_policy policy, uint64_t spill_ahead, const char *filters)
     cfg.spill_ahead = spill_ahead;
     cfg.filters = filters;
     cfg.key = filters ? key : NULL;
+    cfg.page_cache = cache;
     sp_pool *p;
     t_ok(sp_pool_open(&p, &cfg));
     problems pr;
@@ -233,27 +234,34 @@ static void stress(sp_policy policy, uint64_t spill_ahead, const char *filters)
 static void stress_mru_on_demand(void **state)
 {
     (void)state;
-    stress(SP_POLICY_MRU, 0, NULL);
+    stress(SP_POLICY_MRU, 0, NULL, SP_CACHE_KEEP);
 }
 
 static void stress_lru_on_demand(void **state)
 {
     (void)state;
-    stress(SP_POLICY_LRU, 0, NULL);
+    stress(SP_POLICY_LRU, 0, NULL, SP_CACHE_KEEP);
 }
 
 static void stress_mru_write_back(void **state)
 {
     (void)state;
-    stress(SP_POLICY_MRU, 16 << 10, NULL);
+    stress(SP_POLICY_MRU, 16 << 10, NULL, SP_CACHE_KEEP);
 }
 
 /* Codec contexts are per thread: many threads compressing and encrypting at once. */
 static void stress_with_filters(void **state)
 {
     (void)state;
-    stress(SP_POLICY_LRU, 16 << 10, "zstd:1,encrypt");
-    stress(SP_POLICY_MRU, 0, "lz4,gzip:1");
+    stress(SP_POLICY_LRU, 16 << 10, "zstd:1,encrypt", SP_CACHE_KEEP);
+    stress(SP_POLICY_MRU, 0, "lz4,gzip:1", SP_CACHE_KEEP);
+}
+
+/* Files written through and dropped from the page cache as threads spill at once. */
+static void stress_dropping_the_page_cache(void **state)
+{
+    (void)state;
+    stress(SP_POLICY_MRU, 16 << 10, "lz4", SP_CACHE_DROP);
 }
 
 /* ---- objects of several frames, filtered on the helper threads, from many threads ---- */
@@ -860,6 +868,7 @@ int main(void)
         cmocka_unit_test(stress_lru_on_demand),
         cmocka_unit_test(stress_mru_write_back),
         cmocka_unit_test(stress_with_filters),
+        cmocka_unit_test(stress_dropping_the_page_cache),
         cmocka_unit_test(multi_frame_objects_from_many_threads),
         cmocka_unit_test(lazy_sources_under_threads),
         cmocka_unit_test(concurrent_pins_share_one_read),
