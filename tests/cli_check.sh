@@ -125,4 +125,22 @@ qfail 2 "--frob" "$q/data" --frob
 qfail 2 "aggregate 'median:qty'" "$q/data" --agg median:qty
 qfail 1 "sum of column 'v' in the group k = 'a' overflows int64" "$q/big.csv" --group-by k --agg sum:v
 qfail 1 "sum of column 'v' overflows int64" "$q/big.csv" --agg sum:v
+# a later file's value that does not fit names the file the types came from
+mkdir -p "$q/types"
+printf 'k,v\na,1\n' >"$q/types/a.csv"
+printf 'k,v\nc,1.5\n' >"$q/types/c.csv"
+qfail 1 "(the column's type comes from $q/types/a.csv)" "$q/types"
+# config: the user's text escaped in JSON
+cfg=$(SPILLPOOL_DIR="$dir/a\"b" "$cli" config --json)
+case "$cfg" in *'a\"b"'*) ;; *) echo "config --json did not escape the quote: $cfg" >&2; exit 1 ;; esac
+# output that cannot be written is a failure
+if [ -w /dev/full ]; then
+    if "$cli" config >/dev/full 2>"$dir/err"; then echo "output lost to a full disk, but exit 0" >&2; exit 1; fi
+    grep -q "writing the output" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
+fi
+# bench filters: the plain run is the baseline, added when not asked for
+bench=$(SPILLPOOL_DIR="$dir" "$cli" bench filters --parts 4 --rows 10000 --chains 'zstd' --page-cache keep --json)
+case "$bench" in '[{"chain":"plain"'*) ;; *) echo "plain is not the first row: $bench" >&2; exit 1 ;; esac
+if "$cli" bench filters --chains 2>"$dir/err"; then echo "--chains without a value was accepted" >&2; exit 1; fi
+grep -q "needs a value" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
 echo ok

@@ -1,5 +1,6 @@
 /* Registered source files: no I/O at registration, load on first pin, clean eviction
  * without writes, dirty objects spilled, staleness, bad files, batch registration. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,111 @@ static void a_changed_file_is_stale_or_reloaded(void **state)
     t_status(sp_pin_read(f->p, r, &o), SP_ERR_NOT_FOUND);
     t_ok(sp_release(f->p, r));
     free(a);
+}
+
+/* A parsed copy kept in the spill directory is only as good as its source: a
+ * changed source is stale (or reloaded, the copy replaced), a vanished one is not
+ * found; never the old bytes. */
+static void a_parsed_copy_follows_its_source(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 300, 1);
+    sp_ref r, rr;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.cache_parsed = 1}, &r));
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.cache_parsed = 1, .reload = 1}, &rr));
+    check_read(f->p, r, 300, 1);
+    check_read(f->p, rr, 300, 1);
+    push_out(f); /* both written to the spill directory as parsed copies */
+    assert_int_equal(stats(f->p).files_written, 2);
+    check_read(f->p, r, 300, 1); /* unchanged: read from its copy */
+    push_out(f);
+    usleep(20000);
+    free(source(f->dir, "a.bin", 400, 7));
+    const void *o;
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "a.bin"));
+    assert_non_null(strstr(sp_last_error(), "size 300 -> 400 bytes"));
+    t_status(sp_pin(f->p, r, (void **)&o), SP_ERR_STALE); /* a mutable pin too */
+    uint64_t loads = stats(f->p).lazy_loads;
+    check_read(f->p, rr, 400, 7); /* reloaded from the source, not the copy */
+    assert_int_equal(stats(f->p).lazy_loads, loads + 1);
+    push_out(f);
+    check_read(f->p, rr, 400, 7); /* its new copy */
+    push_out(f);
+    unlink(a);
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_NOT_FOUND);
+    t_status(sp_pin_read(f->p, rr, &o), SP_ERR_NOT_FOUND);
+    t_ok(sp_release(f->p, r));
+    t_ok(sp_release(f->p, rr));
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
+    free(a);
+}
+
+/* A mutable pin that fails leaves the object's source its home: it is not marked
+ * changed, so it is still dropped clean and follows its source afterwards. */
+static void a_failed_pin_keeps_the_source_home(void **state)
+{
+    fix *f = *state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/later.bin", f->dir);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, path, &sp_bytes_type, &(sp_lazy_options){.reload = 1}, &r));
+    void *o;
+    t_status(sp_pin(f->p, r, &o), SP_ERR_NOT_FOUND);
+    free(source(f->dir, "later.bin", 300, 1));
+    check_read(f->p, r, 300, 1);
+    push_out(f);
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.files_written, 0);
+    assert_int_equal(s.clean_drops, 1);
+    usleep(20000);
+    free(source(f->dir, "later.bin", 500, 2));
+    check_read(f->p, r, 500, 2);
+    t_ok(sp_release(f->p, r));
+}
+
+/* Sources that are not regular files fail at the pin without waiting (a FIFO would
+ * block in open for a writer); a long path is named whole in messages; a stale
+ * message says what changed. */
+static void odd_sources_and_messages(void **state)
+{
+    fix *f = *state;
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/pipe.csv", f->dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, fifo, &sp_bytes_type, NULL, &r));
+    const void *o;
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "not a regular file"));
+    t_ok(sp_release(f->p, r));
+    /* a path of about 700 bytes, under the limit of messages */
+    char deep[4200];
+    int n = snprintf(deep, sizeof deep, "%s", f->dir);
+    for (int i = 0; i < 12; i++) {
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "/%s", "a-directory-name-of-fifty-bytes-or-so-for-the-test");
+        assert_int_equal(mkdir(deep, 0700), 0);
+    }
+    snprintf(deep + n, sizeof deep - (size_t)n, "/the-missing-file.bin");
+    t_ok(sp_put_lazy(f->p, deep, &sp_bytes_type, NULL, &r));
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_NOT_FOUND);
+    if (!strstr(sp_last_error(), "the-missing-file.bin")) fail_msg("'%s' lacks the file's name", sp_last_error());
+    t_ok(sp_release(f->p, r));
+    /* replaced by another file of the same size and an older time */
+    char *a = source(f->dir, "a.bin", 100, 1), *b = source(f->dir, "b.bin", 100, 2);
+    struct timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, b, old, 0), 0);
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r));
+    check_read(f->p, r, 100, 1);
+    push_out(f);
+    assert_int_equal(rename(b, a), 0);
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "replaced by another file"));
+    assert_non_null(strstr(sp_last_error(), "earlier"));
+    assert_null(strstr(sp_last_error(), "size"));
+    t_ok(sp_release(f->p, r));
+    free(a);
+    free(b);
 }
 
 /* A loader that appends to its own file while reading it. */
@@ -503,6 +609,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_parsed_copy_follows_its_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_pin_keeps_the_source_home, setup, teardown),
+        cmocka_unit_test_setup_teardown(odd_sources_and_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_out_of_memory_registers_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(handles_load_through_source_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(changed_handles_are_stale_or_reloaded, setup, teardown),

@@ -37,6 +37,9 @@ typedef struct sp_csv_options {
     int no_header;             /* columns are then named c1, c2, ... */
     const sp_col_type *schema; /* NULL: infer; else ncols types */
     uint32_t schema_cols;
+    /* For messages: where the schema came from (say, the file it was inferred from),
+     * named when a value does not fit its column's type. NULL: not named. */
+    const char *schema_from;
 } sp_csv_options;
 
 /* Parse len bytes of CSV. `what` names the source in messages. Errors:

@@ -194,12 +194,16 @@ static int cmd_config(int argc, char **argv)
     if (!c.dir) snprintf(dir, sizeof dir, "%s/.spillpool", home ? home : "~");
     const char *filters = c.filters ? c.filters : "";
     const char *key_file = c.key_file ? c.key_file : "";
-    if (json) {
-        printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":\"%s\",\"policy\":\"%s\",\"spill_ahead\":%llu,"
-               "\"filters\":\"%s\",\"key_file\":\"%s\",\"page_cache\":\"%s\"}\n",
-               (unsigned long long)c.memory_bound, (unsigned long long)c.disk_bound, dir,
-               sp_policy_name(c.policy), (unsigned long long)c.spill_ahead, filters, key_file,
-               sp_page_cache_name(c.page_cache));
+    if (json) { /* paths and chains are the user's text: escaped */
+        printf("{\"memory_bound\":%llu,\"disk_bound\":%llu,\"dir\":", (unsigned long long)c.memory_bound,
+               (unsigned long long)c.disk_bound);
+        sp_json_string(stdout, dir, strlen(dir));
+        printf(",\"policy\":\"%s\",\"spill_ahead\":%llu,\"filters\":", sp_policy_name(c.policy),
+               (unsigned long long)c.spill_ahead);
+        sp_json_string(stdout, filters, strlen(filters));
+        fputs(",\"key_file\":", stdout);
+        sp_json_string(stdout, key_file, strlen(key_file));
+        printf(",\"page_cache\":\"%s\"}\n", sp_page_cache_name(c.page_cache));
     } else {
         char a[32], b[32], d[32];
         printf("memory bound: %s\ndisk bound:   %s\ndir:          %s\npolicy:       %s\nspill ahead:  %s\n"
@@ -329,13 +333,23 @@ static int cmd_bench(int argc, char **argv)
         }
         if (got) continue;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--chains") == 0 && val) {
+        if ((strcmp(argv[i], "--chains") == 0 || strcmp(argv[i], "--page-cache") == 0) && !val) {
+            fprintf(stderr, "spillpool bench filters: %s needs a value\n", argv[i]);
+            free(list);
+            return 2;
+        }
+        if (strcmp(argv[i], "--chains") == 0) {
             free(list);
             list = strdup(val);
             o.nchains = 0;
-            /* ';' separates chains, since ',' separates the filters of one */
-            for (char *save = NULL, *t = strtok_r(list, ";", &save); t && o.nchains < 32;
-                 t = strtok_r(NULL, ";", &save)) {
+            /* ';' separates chains, since ',' separates the filters of one; the plain
+             * run, the baseline, takes one place */
+            for (char *save = NULL, *t = strtok_r(list, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
+                if (o.nchains == 31) {
+                    fprintf(stderr, "spillpool bench filters: --chains: at most 31 chains besides plain\n");
+                    free(list);
+                    return 2;
+                }
                 if (strcmp(t, "plain") == 0) t[0] = '\0';
                 sp_status st = sp_filters_check(t);
                 if (st != SP_OK) {
@@ -346,7 +360,7 @@ static int cmd_bench(int argc, char **argv)
             }
             o.chains = chains;
             i++;
-        } else if (strcmp(argv[i], "--page-cache") == 0 && val) {
+        } else if (strcmp(argv[i], "--page-cache") == 0) {
             sp_page_cache pc;
             if (strcmp(val, "both") == 0) o.caches = 0;
             else if (sp_parse_page_cache(val, &pc) == SP_OK) o.caches = 1u << pc;
@@ -366,7 +380,20 @@ static int cmd_bench(int argc, char **argv)
     return rc;
 }
 
+static int run(int argc, char **argv);
+
+/* Output that could not be written (a full disk, a closed pipe) is a failure. */
 int main(int argc, char **argv)
+{
+    int rc = run(argc, argv);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "spillpool: writing the output: %s\n", strerror(errno ? errno : EIO));
+        if (rc == 0) rc = 1;
+    }
+    return rc;
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);

@@ -170,7 +170,7 @@ static size_t q_utf8_len(const unsigned char *s, size_t n)
 
 /* n bytes as a JSON string. CSV data is bytes, and JSON must be UTF-8: an invalid
  * byte becomes U+FFFD rather than breaking the document. */
-static void q_json_string(FILE *f, const char *s, size_t n)
+void sp_json_string(FILE *f, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     putc('"', f);
@@ -224,7 +224,7 @@ static void q_cell_text(const sp_column *c, uint64_t r, q_cell *out)
 
 static void q_json_cell(FILE *f, const sp_column *c, uint64_t r)
 {
-    if (c->type == SP_COL_STRING) q_json_string(f, c->dict[c->codes[r]], c->dict_len[c->codes[r]]);
+    if (c->type == SP_COL_STRING) sp_json_string(f, c->dict[c->codes[r]], c->dict_len[c->codes[r]]);
     else if (c->type == SP_COL_DOUBLE) q_json_double(f, c->f64[r]);
     else {
         q_cell x;
@@ -321,7 +321,7 @@ static void q_json_groups(const sp_table *g, size_t nfiles, const sp_stats *s)
         putchar('{');
         for (uint32_t c = 0; c < g->ncols; c++) {
             if (c) putchar(',');
-            q_json_string(stdout, g->cols[c].name, strlen(g->cols[c].name));
+            sp_json_string(stdout, g->cols[c].name, strlen(g->cols[c].name));
             putchar(':');
             q_json_cell(stdout, &g->cols[c], r);
         }
@@ -357,7 +357,7 @@ static void q_print_reduce(uint32_t n, const sp_agg *aggs, const sp_agg_value *v
     for (uint32_t a = 0; a < n; a++) {
         if (json) {
             if (a) putchar(',');
-            q_json_string(stdout, names[a], strlen(names[a]));
+            sp_json_string(stdout, names[a], strlen(names[a]));
             putchar(':');
             if (v[a].is_int) printf("%lld", (long long)v[a].i);
             else q_json_double(stdout, v[a].d);

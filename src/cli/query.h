@@ -6,4 +6,8 @@
  * failure while running, reported), 2 (bad usage, reported). */
 int sp_cmd_query(int argc, char **argv);
 
+#include <stdio.h>
+/* s[0..n) as a JSON string, quoted and escaped (invalid UTF-8 as U+FFFD). */
+void sp_json_string(FILE *f, const char *s, size_t n);
+
 #endif

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/alloc.h"
 #include "../store/frame.h"
 #include "lazy.h"
 
@@ -24,6 +26,35 @@ static int sp_stamp_same(const sp_stamp *a, const sp_stamp *b)
            a->dev == b->dev;
 }
 
+/* What differs between the stamp of the last load and now, for a message. A
+ * handle's stamp holds its version where a file's holds the modification time. */
+static void sp_stamp_change(const sp_stamp *was, const sp_stamp *now, int handle, char *buf, size_t cap)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+#define SP_ADD(...)                                                                             \
+    do {                                                                                       \
+        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, "%s", n ? ", " : "");              \
+        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__);                      \
+    } while (0)
+    if (was->size != now->size)
+        SP_ADD("size %llu -> %llu bytes", (unsigned long long)was->size, (unsigned long long)now->size);
+    if (handle) {
+        if (was->mtime_ns != now->mtime_ns)
+            SP_ADD("version %llu -> %llu", (unsigned long long)was->mtime_ns, (unsigned long long)now->mtime_ns);
+    } else {
+        if (was->ino != now->ino || was->dev != now->dev) SP_ADD("replaced by another file");
+        if (was->mtime_ns != now->mtime_ns) {
+            double d = (double)(now->mtime_ns - was->mtime_ns) / 1e9;
+            SP_ADD("modified %.3f s %s", d < 0 ? -d : d, d < 0 ? "earlier" : "later");
+        } else if (was->ctime_ns != now->ctime_ns) {
+            SP_ADD("its status changed (ctime)");
+        }
+    }
+#undef SP_ADD
+    if (!buf[0]) snprintf(buf, cap, "changed");
+}
+
 /* A source read through the caller's methods: its version stands for the stamp's
  * times and identity. */
 static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, const char *what,
@@ -37,12 +68,13 @@ static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, 
         return sp_last_error()[0] ? sp__wrap(rc, "loading %s: open", what)
                                   : sp__fail(rc, "loading %s: open: %s", what, sp_strerror(rc));
     sp_stamp now = {size, 0, 0, (int64_t)version, 0};
-    if (known && !sp_stamp_same(stamp, &now) && !reload)
+    if (known && !sp_stamp_same(stamp, &now) && !reload) {
+        char why[160];
+        sp_stamp_change(stamp, &now, 1, why, sizeof why);
         rc = sp__fail(SP_ERR_STALE,
-                      "loading %s: the source changed since it was loaded (size %llu -> %llu bytes, version %llu -> "
-                      "%llu); register it again, or ask for reloads",
-                      what, (unsigned long long)stamp->size, (unsigned long long)size,
-                      (unsigned long long)stamp->mtime_ns, (unsigned long long)version);
+                      "loading %s: the source changed since it was loaded (%s); register it again, or ask for "
+                      "reloads", what, why);
+    }
     void *d = NULL;
     if (rc == SP_OK) {
         sp_reader r;
@@ -59,13 +91,70 @@ static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, 
     return SP_OK;
 }
 
+/* "object N (source PATH)", sized for the path: a message must name the file even
+ * when its path is long. NULL when out of memory. */
+static char *sp_what(uint64_t serial, const char *path)
+{
+    size_t cap = strlen(path) + 48;
+    char *w = sp__malloc(cap);
+    if (w) snprintf(w, cap, "object %llu (source %s)", (unsigned long long)serial, path);
+    return w;
+}
+
+static sp_status sp_file_load(const char *path, const char *what, const sp_type *loader, sp_stamp *stamp, int known,
+                              int reload, void **data);
+
 sp_status sp__source_load(const char *path, const sp_source_methods *m, uint64_t serial, const sp_type *loader,
                           sp_stamp *stamp, int known, int reload, void **data)
 {
-    char what[600];
-    snprintf(what, sizeof what, "object %llu (source %s)", (unsigned long long)serial, path);
-    if (m) return sp_handle_load(path, m, what, loader, stamp, known, reload, data);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *what = sp_what(serial, path);
+    SP_RETURN_IF(!what, SP_ERR_NOMEM, "loading object %llu: out of memory", (unsigned long long)serial);
+    sp_status st = m ? sp_handle_load(path, m, what, loader, stamp, known, reload, data)
+                     : sp_file_load(path, what, loader, stamp, known, reload, data);
+    sp__free(what);
+    return st;
+}
+
+sp_status sp__source_check(const char *path, const sp_source_methods *m, uint64_t serial, const sp_stamp *stamp)
+{
+    char *what = sp_what(serial, path);
+    SP_RETURN_IF(!what, SP_ERR_NOMEM, "checking object %llu: out of memory", (unsigned long long)serial);
+    sp_stamp now = {0};
+    sp_status rc = SP_OK;
+    if (m) {
+        void *file = NULL;
+        uint64_t version = 0;
+        sp__fail(SP_OK, "%s", "");
+        rc = m->open(m->ctx, path, &file, &now.size, &version);
+        if (rc != SP_OK)
+            rc = sp_last_error()[0] ? sp__wrap(rc, "checking %s: open", what)
+                                    : sp__fail(rc, "checking %s: open: %s", what, sp_strerror(rc));
+        else {
+            m->close(file);
+            now.mtime_ns = (int64_t)version;
+        }
+    } else {
+        struct stat st;
+        if (stat(path, &st) != 0) rc = sp__fail_errno(SP_OK, errno, "checking %s", what);
+        else sp_stamp_of(&st, &now);
+    }
+    if (rc == SP_OK && !sp_stamp_same(stamp, &now)) {
+        char why[160];
+        sp_stamp_change(stamp, &now, m != NULL, why, sizeof why);
+        rc = sp__fail(SP_ERR_STALE,
+                      "%s: the source changed since its parsed copy was made (%s); register it again, or ask for "
+                      "reloads", what, why);
+    }
+    sp__free(what);
+    return rc;
+}
+
+static sp_status sp_file_load(const char *path, const char *what, const sp_type *loader, sp_stamp *stamp, int known,
+                              int reload, void **data)
+{
+    /* Not blocking in open: a FIFO (or a device) would wait there for a writer; it
+     * is refused below as not a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return sp__fail_errno(SP_OK, errno, "loading %s: open", what);
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -78,12 +167,15 @@ sp_status sp__source_load(const char *path, const sp_source_methods *m, uint64_t
     sp_status rc = SP_OK;
     if (!S_ISREG(st.st_mode))
         rc = sp__fail(SP_ERR_INVALID, "loading %s: not a regular file", what);
-    else if (known && !sp_stamp_same(stamp, &now) && !reload)
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        rc = sp__fail_errno(SP_OK, errno, "loading %s: fcntl", what);
+    else if (known && !sp_stamp_same(stamp, &now) && !reload) {
+        char why[160];
+        sp_stamp_change(stamp, &now, 0, why, sizeof why);
         rc = sp__fail(SP_ERR_STALE,
-                      "loading %s: the file changed since it was loaded (size %llu -> %llu bytes, modified %.3f s "
-                      "later); register it again, or ask for reloads",
-                      what, (unsigned long long)stamp->size, (unsigned long long)now.size,
-                      (double)(now.mtime_ns - stamp->mtime_ns) / 1e9);
+                      "loading %s: the file changed since it was loaded (%s); register it again, or ask for reloads",
+                      what, why);
+    }
     void *d = NULL;
     if (rc == SP_OK) {
         sp_reader r;

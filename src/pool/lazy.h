@@ -20,5 +20,10 @@ typedef struct sp_stamp {
  * loader's own errors. Nothing is returned on error. */
 SP_HIDDEN sp_status sp__source_load(const char *path, const sp_source_methods *m, uint64_t serial,
                                     const sp_type *loader, sp_stamp *stamp, int known, int reload, void **data);
+/* Is the source as it was at the last load (stamp)? Without reading it: a stat, or
+ * the methods' open and close. For a parsed copy kept in the spill directory.
+ * Errors: SP_ERR_STALE naming what changed, the file's or the methods' errors. */
+SP_HIDDEN sp_status sp__source_check(const char *path, const sp_source_methods *m, uint64_t serial,
+                                     const sp_stamp *stamp);
 
 #endif

@@ -846,6 +846,9 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
     }
     o->state = SP_ST_RESTORING;
     int from_source = o->lazy && !o->has_file; /* else its spill file */
+    /* A spill file that is a parsed copy of an unchanged source (cache_parsed) is
+     * only as good as the source: checked first, replaced by a reload if asked. */
+    int copy_of_source = o->lazy && o->has_file && !o->dirty && o->src_known, drop_copy = 0;
     sp_status st = sp_evict_until(p, o->size, p->cfg.memory_bound, 1);
     if (st != SP_OK) {
         o->state = SP_ST_DISK;
@@ -859,12 +862,17 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
     pthread_mutex_unlock(&p->lock);
     uint64_t t0 = sp__now_ns();
     void *data = NULL;
-    if (from_source)
+    if (copy_of_source && (st = sp__source_check(o->source, o->src_m, o->serial, &o->stamp)) == SP_ERR_STALE &&
+        o->src_reload) {
+        st = SP_OK;
+        from_source = drop_copy = 1;
+    }
+    if (st == SP_OK && from_source)
         st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
                              &data);
-    else st = sp_read_object(p, o, &data);
+    else if (st == SP_OK) st = sp_read_object(p, o, &data);
     int removed = 0;
-    if (st == SP_OK && !o->retain && !from_source && mutable) {
+    if (st == SP_OK && (drop_copy || (!o->retain && !from_source && mutable))) {
         /* Exclusive tiers: the file goes once the object is back in memory (a pin
          * for reading keeps it as a clean copy instead). It is removed before the
          * state is published, so a later spill under the same name can never be
@@ -920,8 +928,8 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
             st = sp_bad_ref(ref);
             break;
         }
-        if (mutable) o->dirty = 1; /* it may change: a file or source is no longer its copy */
         if (o->state == SP_ST_MEM) {
+            if (mutable) o->dirty = 1; /* it may change: a file or source is no longer its copy */
             if (o->pins++ == 0) {
                 sp_list_remove(o);
                 p->n_pinned++;
@@ -948,6 +956,7 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
         }
         if (o->state == SP_ST_DISK) {
             st = sp_restore(p, o, out, mutable);
+            if (st == SP_OK && mutable) o->dirty = 1; /* not on failure: the source stays its home */
             break;
         }
         pthread_cond_wait(&p->io_cv, &p->lock); /* someone else's I/O on it */

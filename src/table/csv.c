@@ -517,6 +517,7 @@ typedef struct sp_ctx {
     size_t len;
     char delim;
     int fixed; /* a schema: types never widen */
+    const char *schema_from; /* where the schema came from, for messages, or NULL */
     uint32_t ncols;
     double bytes_per_row; /* from a sample: sizes the columns once */
     char *const *shared;  /* per column, or NULL: the arrays the chunks' regions are in */
@@ -963,7 +964,14 @@ static sp_status sp_report(const sp_chunk *ch)
     case SP_E_HUGE: msg = "a field over 4 GiB"; break;
     default: msg = "internal error"; st = SP_ERR_INVALID; break;
     }
-    return sp_at_value(cx->what, line, e->line_start, e->pos, e->field, st, msg, e->val, e->vlen);
+    sp_at_value(cx->what, line, e->line_start, e->pos, e->field, st, msg, e->val, e->vlen);
+    if ((e->kind == SP_E_NOT_INT || e->kind == SP_E_NOT_DOUBLE) && cx->schema_from) {
+        char first[1024]; /* the message so far: the next one is written where it lives */
+        snprintf(first, sizeof first, "%s", sp_last_error());
+        sp__fail(st, "%s (the column's type comes from %s)", first,
+                 cx->schema_from);
+    }
+    return st;
 }
 
 /* ---- merging the chunks ---- */
@@ -1168,7 +1176,8 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
             st = sp__fail(SP_ERR_INVALID, "%s: schema type %d of column %u is unknown", what, (int)types[c], c + 1);
     }
 
-    sp_ctx cx = {.buf = buf, .what = what, .buf_end = buf + len, .len = ps.len, .delim = ps.delim, .fixed = fixed, .ncols = ncols};
+    sp_ctx cx = {.buf = buf, .what = what, .buf_end = buf + len, .len = ps.len, .delim = ps.delim, .fixed = fixed,
+                 .schema_from = fixed ? opt->schema_from : NULL, .ncols = ncols};
     memcpy(cx.stop, ps.stop, sizeof cx.stop);
     /* Rows per byte from a sample: the columns are sized once instead of doubled. */
     size_t sample = ps.len - start < 65536 ? ps.len - start : 65536, nl = 0;

@@ -61,6 +61,7 @@ void sp_dtable_free(sp_dtable *t)
     if (t->src) {
         sp_table_free(t->src->first);
         sp__free(t->src->types);
+        sp__free(t->src->first_path);
         sp__free(t->src);
     }
     sp_dtable *parent = t->parent;
@@ -264,6 +265,7 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
         return sp__fail(SP_ERR_NOMEM, "table: out of memory");
     }
     if (opt) src->opt = *opt;
+    src->opt.schema_from = NULL; /* the caller's text may not outlive this call: not kept */
     if (opt && opt->schema) { /* the table keeps its own copy: the caller's may go */
         src->types = sp__calloc(opt->schema_cols ? opt->schema_cols : 1, sizeof *src->types);
         if (!src->types) {
@@ -295,7 +297,7 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
         if (st != SP_OK || first->nrows > 0 || k + 1 == nfiles || (opt && opt->schema)) break;
         sp_unpin_part(pool, r);
     }
-    snprintf(src->first_path, sizeof src->first_path, "%s", paths[st == SP_OK ? k : 0]);
+    if (st == SP_OK && !(src->first_path = sp__strdup(paths[k]))) st = sp__fail(SP_ERR_NOMEM, "table: out of memory");
     /* The empty files before it were typed on their own: registered again, they
      * parse with the schema when a task needs them. */
     for (uint32_t i = 0; st == SP_OK && i < k; i++) {
@@ -313,6 +315,7 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
             for (uint32_t c = 0; src->types && c < first->ncols; c++) src->types[c] = first->cols[c].type;
             src->opt.schema = src->types;
             src->opt.schema_cols = first->ncols;
+            src->opt.schema_from = src->first_path; /* named when a later value does not fit */
         }
         sp_unpin_part(pool, r);
     }

@@ -12,7 +12,7 @@ typedef struct sp_csv_src {
     sp_csv_options opt;
     sp_col_type *types;  /* the first file's types, when the caller gave none */
     sp_table *first;     /* the first file's columns (no rows) */
-    char first_path[256];
+    char *first_path;    /* the file the types come from */
 } sp_csv_src;
 
 struct sp_dtable {
