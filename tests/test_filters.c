@@ -626,9 +626,72 @@ static void gzip_only_file_reads_with_gzip_d(void **state)
     sp_bytes_free(d);
 }
 
+/* inspect rejects what the pool's reader rejects in a file's layout, naming it. */
+static int inspect_says(const char *dir, const char *file, const char *want)
+{
+    char cmd[2048], err[600];
+    snprintf(err, sizeof err, "%s/inspect.err", dir);
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' > /dev/null 2> '%s'", SP_CLI, file, err);
+    int rc = system(cmd);
+    size_t len;
+    unsigned char *text = t_slurp(err, &len);
+    char *msg = calloc(1, len + 1);
+    memcpy(msg, text, len);
+    int found = want ? strstr(msg, want) != NULL : len == 0;
+    if (!found) print_message("inspect %s: exit %d, said: %s (want '%s')\n", file, rc, msg, want ? want : "");
+    free(text);
+    free(msg);
+    return (want ? rc != 0 : rc == 0) && found;
+}
+
+static void inspect_checks_the_layout_as_the_reader_does(void **state)
+{
+    fix *f = *state;
+    t_ok(sp_pool_set_filters(f->p, ""));
+    sp_bytes *d = data_of(F + 100, 3, 0);
+    sp_ref r;
+    t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type,
+                &(sp_put_options){.tag = "plain.sp", .retain = 1}, &r));
+    t_ok(sp_release(f->p, r));
+    sp_bytes_free(d);
+    char good[600], bad[600];
+    snprintf(good, sizeof good, "%s/plain.sp", f->dir);
+    snprintf(bad, sizeof bad, "%s/bad.sp", f->dir);
+    assert_true(inspect_says(f->dir, good, NULL));
+    size_t len;
+    unsigned char *b = t_slurp(good, &len);
+    uint32_t hlen = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
+    unsigned char *c = malloc(len + 8);
+    struct {
+        size_t at;
+        unsigned char to;
+        const char *want;
+    } cases[] = {
+        {hlen + 7, 0xff, "malformed frame header"}, /* the first frame's raw length past a frame */
+        {hlen + 8, 0x02, "malformed frame header"}, /* an unknown flag */
+        {hlen + 4, 0x01, "malformed frame header"}, /* stored differs from raw without a chain */
+        {30, 0x55, "header checksum mismatch"},     /* the file id */
+        {len - 24 + 4, 0x01, "malformed end marker"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        memcpy(c, b, len);
+        c[cases[k].at] ^= cases[k].to;
+        t_spew(bad, c, len);
+        if (!inspect_says(f->dir, bad, cases[k].want)) fail_msg("case %zu", k);
+    }
+    memcpy(c, b, len);
+    memcpy(c + len, "garbage\n", 8);
+    t_spew(bad, c, len + 8);
+    assert_true(inspect_says(f->dir, bad, "bytes after the end marker"));
+    assert_true(inspect_says(f->dir, f->dir, "a directory"));
+    free(c);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(inspect_checks_the_layout_as_the_reader_does, setup, teardown),
         cmocka_unit_test_setup_teardown(every_filter_and_pair_round_trips, setup, teardown),
         cmocka_unit_test_setup_teardown(chain_applies_left_to_right, setup, teardown),
         cmocka_unit_test_setup_teardown(chain_change_keeps_old_files_readable, setup, teardown),

@@ -2,12 +2,16 @@
  * src/store/frame.h), read without a pool or a key. With --payload the frames'
  * stored bytes are written to stdout back to back: for a file written by the gzip
  * filter alone that is a multi-member gzip stream, so `| gzip -d` gives the object's
- * stored form. It checks the layout, not the data: the pool verifies checksums and
- * tags when it reads a file back. */
+ * stored form. It checks the layout as the pool's reader does (header and its
+ * checksum, frame lengths and flags, the end marker and nothing after it), not the
+ * frames' data: their checksums and tags are checked when the pool reads them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
 
+#include "../store/frame.h"
 #include "inspect.h"
 
 static uint32_t le32(const unsigned char *p)
@@ -23,6 +27,8 @@ static int bad(const char *path, const char *what, long at)
 
 int sp_inspect(const char *path, int payload)
 {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return bad(path, "a directory, not a spill file", 0);
     FILE *f = fopen(path, "rb");
     if (!f) {
         perror(path);
@@ -37,11 +43,31 @@ int sp_inspect(const char *path, int payload)
     }
     uint32_t hlen = le32(h + 8), fsize = le32(h + 12), flags = le32(h + 16);
     size_t clen = (size_t)h[20] | (size_t)h[21] << 8;
-    char chain[300] = "";
-    if (clen >= sizeof chain || hlen < 24 + clen + 16 + 8 || fread(chain, 1, clen, f) != clen) {
+    char chain[SP_CHAIN_TEXT_CAP] = "";
+    unsigned char hb[SP_HEADER_MAX];
+    size_t want = 24 + clen + SP_FILE_ID_BYTES + ((flags & SP_HEADER_KEYCHECK) ? 16 : 0) + 8;
+    if (clen >= sizeof chain || hlen != want || (flags & ~SP_HEADER_KEYCHECK) || h[22] || h[23]) {
         fclose(f);
-        return bad(path, "malformed header", 24);
+        return bad(path, "malformed header", 8);
     }
+    memcpy(hb, h, 24);
+    if (fread(hb + 24, 1, hlen - 24, f) != hlen - 24) {
+        fclose(f);
+        return bad(path, "truncated header", 24);
+    }
+    uint64_t sum = 0;
+    for (int i = 7; i >= 0; i--) sum = sum << 8 | hb[hlen - 8 + (unsigned)i];
+    if (sum != XXH3_64bits(hb, hlen - 8)) {
+        fclose(f);
+        return bad(path, "header checksum mismatch", (long)hlen - 8);
+    }
+    if (fsize != SP_FRAME_SIZE) {
+        fclose(f);
+        fprintf(stderr, "spillpool inspect: %s: frames of %u bytes; this version reads %u\n", path, fsize,
+                SP_FRAME_SIZE);
+        return 1;
+    }
+    memcpy(chain, hb + 24, clen);
     chain[clen] = '\0';
     fprintf(rep, "%s: header %u bytes, frames of %u bytes, chain \"%s\"%s\n", path, hlen, fsize, chain,
             (flags & 1) ? ", encrypted (key check present)" : "");
@@ -58,8 +84,20 @@ int sp_inspect(const char *path, int payload)
             rc = bad(path, "truncated: no end marker", at);
             break;
         }
-        uint32_t s = le32(fh), r = le32(fh + 4), fl = le32(fh + 8);
-        if (fl & 1) {
+        uint32_t s = le32(fh), r = le32(fh + 4), fl = le32(fh + 8), skip = fl >> SP_FRAME_SKIP_SHIFT;
+        /* the reader's checks: known flags, a zero word, lengths a chain can give */
+        int ok = le32(fh + 12) == 0 && (fl & ~(SP_FRAME_END | (0xffu << SP_FRAME_SKIP_SHIFT))) == 0 && r <= fsize;
+        if (ok && clen == 0) ok = s == r && skip == 0;
+        if (ok && (fl & SP_FRAME_END)) ok = s == 0 && r == 0 && skip == 0;
+        if (!ok) {
+            rc = bad(path, (fl & SP_FRAME_END) ? "malformed end marker" : "malformed frame header", at);
+            break;
+        }
+        if (fl & SP_FRAME_END) {
+            if (fgetc(f) != EOF) {
+                rc = bad(path, "bytes after the end marker", at + 24);
+                break;
+            }
             fprintf(rep, "end marker at byte %ld: %llu frames, %llu bytes stored, %llu plain\n", at,
                     (unsigned long long)frames, (unsigned long long)stored, (unsigned long long)raw);
             break;
