@@ -133,6 +133,11 @@ qfail 1 "(the column's type comes from $q/types/a.csv)" "$q/types"
 # config: the user's text escaped in JSON
 cfg=$(SPILLPOOL_DIR="$dir/a\"b" "$cli" config --json)
 case "$cfg" in *'a\"b"'*) ;; *) echo "config --json did not escape the quote: $cfg" >&2; exit 1 ;; esac
+# config refuses what opening a pool would
+if SPILLPOOL_MEMORY_BOUND=1MiB SPILLPOOL_SPILL_AHEAD=1GiB "$cli" config 2>"$dir/err"; then
+    echo "config accepted a spill-ahead over the bound" >&2; exit 1
+fi
+grep -q "spill-ahead" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
 # output that cannot be written is a failure
 if [ -w /dev/full ]; then
     if "$cli" config >/dev/full 2>"$dir/err"; then echo "output lost to a full disk, but exit 0" >&2; exit 1; fi

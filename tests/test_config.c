@@ -162,6 +162,46 @@ static void open_rejects_zero_bounds_and_oversized_spill_ahead(void **s)
     free(dir);
 }
 
+/* sp_config_check refuses what open would, without touching the spill directory. */
+static void config_check_refuses_what_open_would(void **s)
+{
+    (void)s;
+    char *dir = t_tmpdir();
+    char spill[4200], key[4200];
+    snprintf(spill, sizeof spill, "%s/never-made", dir);
+    snprintf(key, sizeof key, "%s/key", dir);
+    sp_config c;
+    sp_config_default(&c);
+    c.dir = spill;
+    t_ok(sp_config_check(&c));
+    c.spill_ahead = c.memory_bound;
+    t_status(sp_config_check(&c), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "spill-ahead"));
+    c.spill_ahead = 0;
+    c.filters = "zstd,nope";
+    t_status(sp_config_check(&c), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "nope"));
+    c.filters = "lz4,encrypt";
+    t_status(sp_config_check(&c), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "no key"));
+    c.key_file = key;
+    t_status(sp_config_check(&c), SP_ERR_NOT_FOUND);
+    unsigned char raw[32] = {1, 2, 3};
+    t_spew(key, raw, sizeof raw);
+    chmod(key, 0644); /* others may read it */
+    t_status(sp_config_check(&c), SP_ERR_PERMISSION); /* mode bits, checked for root too */
+    chmod(key, 0600);
+    t_ok(sp_config_check(&c));
+    c.key_file = NULL;
+    c.key = raw;
+    t_ok(sp_config_check(&c));
+    struct stat st;
+    assert_int_equal(stat(spill, &st), -1); /* nothing made */
+    t_status(sp_config_check(NULL), SP_ERR_INVALID);
+    t_rmrf(dir);
+    free(dir);
+}
+
 static void spill_dir_that_cannot_be_created_is_an_error_naming_it(void **s)
 {
     (void)s;
@@ -237,6 +277,7 @@ int main(void)
         cmocka_unit_test(env_overrides_every_setting),
         cmocka_unit_test(bad_env_values_name_the_variable),
         cmocka_unit_test(open_rejects_zero_bounds_and_oversized_spill_ahead),
+        cmocka_unit_test(config_check_refuses_what_open_would),
         cmocka_unit_test(spill_dir_that_cannot_be_created_is_an_error_naming_it),
         cmocka_unit_test(default_dir_is_under_home),
         cmocka_unit_test(status_names_are_distinct),

@@ -124,6 +124,13 @@ void sp_config_default(sp_config *cfg);
  * Errors: SP_ERR_INVALID naming the variable and its value. */
 sp_status sp_config_from_env(sp_config *cfg);
 
+/* The checks sp_pool_open makes before it touches the spill directory: bounds,
+ * spill-ahead below the memory bound, policy, page cache, the filter chain (custom
+ * filters are added after open, so their names are unknown here), and a key when
+ * the chain encrypts (a key file is read as open reads it, and wiped). Errors: as
+ * sp_pool_open's for these. */
+sp_status sp_config_check(const sp_config *cfg);
+
 /* Parse "1073741824", "1GiB", "512M", "1.5G", "64KB". K, M, G, T, KiB, MiB, GiB,
  * TiB are powers of 1024; KB, MB, GB, TB are powers of 1000; B or no unit is bytes;
  * case-insensitive. Errors: SP_ERR_INVALID (empty, junk, negative, overflow). */

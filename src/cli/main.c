@@ -187,6 +187,7 @@ static int cmd_config(int argc, char **argv)
     }
     sp_config c;
     sp_status st = sp_config_from_env(&c);
+    if (st == SP_OK) st = sp_config_check(&c); /* what a pool would refuse at open */
     if (st != SP_OK) return fail(st, "configuration");
     const char *home = getenv("HOME");
     char dir[4096];

@@ -528,6 +528,28 @@ static sp_status sp_check_config(const sp_config *c)
     return SP_OK;
 }
 
+sp_status sp_config_check(const sp_config *cfg)
+{
+    SP_RETURN_IF(cfg == NULL, SP_ERR_INVALID, "sp_config_check: NULL config");
+    SP_FORWARD(sp_check_config(cfg));
+    sp_chain ch;
+    SP_FORWARD(sp__chain_parse(cfg->filters, NULL, 0, &ch));
+    int have_key = cfg->key != NULL;
+    if (!have_key && cfg->key_file) { /* read as open reads it, into locked memory, wiped */
+        SP_FORWARD(sp__crypto_init());
+        unsigned char *k = sp__key_alloc();
+        SP_RETURN_IF(!k, SP_ERR_NOMEM, "key: out of locked memory");
+        sp_status st = sp__key_load_file(cfg->key_file, k);
+        sp__key_free(k);
+        SP_FORWARD(st);
+        have_key = 1;
+    }
+    SP_RETURN_IF(ch.encrypted && !have_key, SP_ERR_INVALID,
+                 "filter chain \"%s\" encrypts, but there is no key: set SPILLPOOL_KEY_FILE, sp_config.key_file or "
+                 "sp_config.key", ch.text);
+    return SP_OK;
+}
+
 sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
 {
     SP_RETURN_IF(out == NULL, SP_ERR_INVALID, "sp_pool_open: NULL pool pointer");
