@@ -130,6 +130,9 @@ mkdir -p "$q/types"
 printf 'k,v\na,1\n' >"$q/types/a.csv"
 printf 'k,v\nc,1.5\n' >"$q/types/c.csv"
 qfail 1 "(the column's type comes from $q/types/a.csv)" "$q/types"
+same "--types" "$(query "$q/types" --types v:double --agg sum:v 2>/dev/null)" "sum(v) = 2.5"
+qfail 2 "--types: column 'w' does not exist" "$q/types" --types w:double
+qfail 2 "--types: 'float' for column 'v'" "$q/types" --types v:float
 # config: the user's text escaped in JSON
 cfg=$(SPILLPOOL_DIR="$dir/a\"b" "$cli" config --json)
 case "$cfg" in *'a\"b"'*) ;; *) echo "config --json did not escape the quote: $cfg" >&2; exit 1 ;; esac

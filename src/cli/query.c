@@ -18,7 +18,7 @@
 
 static const char q_usage_text[] =
     "usage: spillpool query FILE|DIR... [--where EXPR] [--group-by COL] [--agg FUNC:COL]...\n"
-    "                       [--delim C] [--json]\n";
+    "                       [--types COL:TYPE,...] [--delim C] [--json]\n";
 
 /* A library failure, in the style of main.c's fail(). */
 static int q_fail(sp_status st, const char *what)
@@ -378,6 +378,33 @@ static void q_print_reduce(uint32_t n, const sp_agg *aggs, const sp_agg_value *v
 
 /* ---- the command ---- */
 
+/* --types "v:double,id:string": the inferred types (from the first file with rows)
+ * with these columns' replaced, into types[ncols]. 0, or 2 (reported). */
+static int q_parse_types(const char *spec, const sp_table *schema, sp_col_type *types)
+{
+    for (uint32_t c = 0; c < schema->ncols; c++) types[c] = schema->cols[c].type;
+    char *copy = strdup(spec);
+    if (!copy) return q_usage("--types: out of memory");
+    int rc = 0;
+    for (char *save = NULL, *item = strtok_r(copy, ",", &save); item && rc == 0; item = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(item, ':');
+        if (!colon || colon == item) {
+            rc = q_usage("--types: '%s': expected COLUMN:TYPE (int64, double or string)", item);
+            break;
+        }
+        *colon = '\0';
+        const char *ty = colon + 1;
+        int c = sp_table_column(schema, item);
+        if (c < 0) rc = q_usage("--types: column '%s' does not exist", item);
+        else if (strcmp(ty, "int64") == 0) types[c] = SP_COL_INT64;
+        else if (strcmp(ty, "double") == 0) types[c] = SP_COL_DOUBLE;
+        else if (strcmp(ty, "string") == 0) types[c] = SP_COL_STRING;
+        else rc = q_usage("--types: '%s' for column '%s': expected int64, double or string", ty, item);
+    }
+    free(copy);
+    return rc;
+}
+
 /* --delim: one byte, or "\t" / "tab" for a tab (hard to type in a shell). A quote
  * or a line break cannot separate fields. */
 static int q_parse_delim(const char *v, char *out)
@@ -392,7 +419,7 @@ static int q_parse_delim(const char *v, char *out)
 }
 
 typedef struct {
-    const char *where, *key;
+    const char *where, *key, *types;
     sp_agg aggs[Q_MAX_AGGS];
     uint32_t naggs;
     char delim;
@@ -423,7 +450,7 @@ static int q_parse(int argc, char **argv, q_opts *o, char **args, int *nargs)
             return -1;
         }
         int known = strcmp(a, "--where") == 0 || strcmp(a, "--group-by") == 0 || strcmp(a, "--agg") == 0 ||
-                    strcmp(a, "--delim") == 0;
+                    strcmp(a, "--delim") == 0 || strcmp(a, "--types") == 0;
         if (!known) return q_usage("unknown option '%s'", a);
         if (!val) return q_usage("%s needs a value", a);
         i++;
@@ -434,6 +461,9 @@ static int q_parse(int argc, char **argv, q_opts *o, char **args, int *nargs)
             if (o->key) return q_usage("--group-by given twice (one key column)");
             if (!val[0]) return q_usage("--group-by needs a column name");
             o->key = val;
+        } else if (strcmp(a, "--types") == 0) {
+            if (o->types) return q_usage("--types given twice (list the columns in one, comma-separated)");
+            o->types = val;
         } else if (strcmp(a, "--delim") == 0) {
             if (q_parse_delim(val, &o->delim) != 0)
                 return q_usage("--delim '%s': expected one character, or tab", val);
@@ -495,6 +525,21 @@ int sp_cmd_query(int argc, char **argv)
     if (rc == 0 && (st = sp_dag_open(&dag, pool, NULL)) != SP_OK) rc = q_fail(st, "starting the workers");
     if (rc == 0 && (st = sp_dtable_from_csv(dag, paths.n, (const char *const *)paths.v, &copt, &base)) != SP_OK)
         rc = q_fail(st, "reading the CSV files");
+    sp_col_type *types = NULL;
+    if (rc == 0 && o.types) { /* the inferred types, some replaced: the files are registered again with them */
+        const sp_table *schema = sp_dtable_schema(base);
+        types = malloc((schema->ncols ? schema->ncols : 1) * sizeof *types);
+        if (!types) rc = q_fail(SP_ERR_NOMEM, "--types");
+        else rc = q_parse_types(o.types, schema, types);
+        if (rc == 0) {
+            copt.schema = types;
+            copt.schema_cols = schema->ncols;
+            sp_dtable_free(base);
+            base = NULL;
+            if ((st = sp_dtable_from_csv(dag, paths.n, (const char *const *)paths.v, &copt, &base)) != SP_OK)
+                rc = q_fail(st, "reading the CSV files");
+        }
+    }
     if (rc == 0 && o.where && (st = sp_dtable_where(base, o.where, &filtered)) != SP_OK) rc = q_fail(st, "--where");
     sp_dtable *t = filtered ? filtered : base;
     if (rc == 0 && o.key && (st = sp_dtable_group_by(t, o.key, o.naggs, o.aggs, &groups)) != SP_OK)
@@ -518,6 +563,7 @@ int sp_cmd_query(int argc, char **argv)
     sp_dtable_free(base);
     if (dag && (st = sp_dag_close(dag)) != SP_OK && rc == 0) rc = q_fail(st, "stopping the workers");
     if (pool && (st = sp_pool_close(pool)) != SP_OK && rc == 0) rc = q_fail(st, "closing the pool");
+    free(types);
     q_paths_free(&paths);
     return rc;
 }
