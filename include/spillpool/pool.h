@@ -216,7 +216,9 @@ typedef struct sp_lazy_options {
     /* A source that changed since its last load is loaded again (0: SP_ERR_STALE). */
     int reload;
     /* Eviction writes the loaded (parsed) object to the spill directory, for loaders
-     * whose parse costs more than reading the source again (0: drop it, re-read). */
+     * whose parse costs more than reading the source again (0: drop it, re-read).
+     * The source is still checked (stat, or the methods' open) before the copy is
+     * read back: stale, reloaded or not found as without it. */
     int cache_parsed;
     /* Handles are read through these methods; NULL: handles are file paths. */
     const sp_source_methods *source;
