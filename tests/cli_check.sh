@@ -145,6 +145,8 @@ grep -q "spill-ahead" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
 if [ -w /dev/full ]; then
     if "$cli" config >/dev/full 2>"$dir/err"; then echo "output lost to a full disk, but exit 0" >&2; exit 1; fi
     grep -q "writing the output" "$dir/err" || { cat "$dir/err" >&2; exit 1; }
+    if query "$q/data" --group-by sym >/dev/full 2>"$dir/err"; then echo "query output lost, but exit 0" >&2; exit 1; fi
+    [ "$(grep -c "writing the output" "$dir/err")" -eq 1 ] || { echo "said more than once:" >&2; cat "$dir/err" >&2; exit 1; }
 fi
 # bench filters: the plain run is the baseline, added when not asked for
 bench=$(SPILLPOOL_DIR="$dir" "$cli" bench filters --parts 4 --rows 10000 --chains 'zstd' --page-cache keep --json)

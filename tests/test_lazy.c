@@ -263,6 +263,69 @@ static void a_parsed_copy_follows_its_source(void **state)
     free(a);
 }
 
+/* A registered object changed through a mutable pin is its own data from then on:
+ * spilled and read back, it is not checked against (or replaced by) its source. */
+static void a_changed_object_is_not_its_source_again(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 300, 1);
+    sp_ref r[2];
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r[0]));
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.reload = 1, .cache_parsed = 1}, &r[1]));
+    for (int i = 0; i < 2; i++) {
+        void *o;
+        t_ok(sp_pin(f->p, r[i], &o));
+        ((sp_bytes *)o)->data[0] = (unsigned char)(0xA0 + i);
+        t_ok(sp_unpin(f->p, r[i]));
+    }
+    push_out(f);
+    usleep(20000);
+    free(source(f->dir, "a.bin", 400, 7));
+    for (int pass = 0; pass < 2; pass++) { /* the source changed, then gone */
+        for (int i = 0; i < 2; i++) {
+            const void *o;
+            t_ok(sp_pin_read(f->p, r[i], &o));
+            const sp_bytes *b = o;
+            assert_int_equal(b->len, 300);
+            assert_int_equal(b->data[0], 0xA0 + i);
+            assert_int_equal(b->data[1], (unsigned char)(1 + 31));
+            t_ok(sp_unpin(f->p, r[i]));
+        }
+        push_out(f);
+        unlink(a);
+    }
+    for (int i = 0; i < 2; i++) t_ok(sp_release(f->p, r[i]));
+    free(a);
+}
+
+/* A reload that replaces a parsed copy and then finds no room fails that pin only:
+ * the copy it removed is no longer counted, and the next pin loads the source. */
+static void a_reload_without_room_loses_nothing(void **state)
+{
+    fix *f = *state;
+    char *x = source(f->dir, "x.bin", 100, 1);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, x, &sp_bytes_type, &(sp_lazy_options){.reload = 1, .cache_parsed = 1}, &r));
+    check_read(f->p, r, 100, 1);
+    push_out(f); /* its parsed copy is written */
+    assert_int_equal(stats(f->p).files_written, 1);
+    sp_bytes *big = sp_bytes_new(850);
+    sp_ref rb;
+    t_ok(sp_put(f->p, big, &sp_bytes_type, &(sp_put_options){.pin = 1}, &rb));
+    usleep(20000);
+    free(source(f->dir, "x.bin", 300, 2));
+    const void *o;
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_MEMORY_FULL);
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.disk_used, t_dir_bytes(sp_pool_session_dir(f->p)));
+    t_ok(sp_unpin(f->p, rb));
+    t_ok(sp_release(f->p, rb));
+    check_read(f->p, r, 300, 2);
+    check_read(f->p, r, 300, 2);
+    t_ok(sp_release(f->p, r));
+    free(x);
+}
+
 /* A mutable pin that fails leaves the object's source its home: it is not marked
  * changed, so it is still dropped clean and follows its source afterwards. */
 static void a_failed_pin_keeps_the_source_home(void **state)
@@ -611,6 +674,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(a_parsed_copy_follows_its_source, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_pin_keeps_the_source_home, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_changed_object_is_not_its_source_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_reload_without_room_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(odd_sources_and_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_out_of_memory_registers_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(handles_load_through_source_methods, setup, teardown),

@@ -8,6 +8,7 @@
 
 #include "spillpool/spillpool.h"
 #include "spillpool/table.h"
+#include "common/testing.h"
 #include "testlib.h"
 
 typedef t_dagfx fx;
@@ -463,6 +464,38 @@ static void test_csv_schema_from_the_first_file_with_rows(void **state)
     t_dagfx_close(f);
 }
 
+/* Out of memory at every allocation of a construction that passes over an empty
+ * first file: it fails cleanly, with nothing left pinned or in the pool. */
+static void test_csv_from_files_out_of_memory_leaves_nothing(void **state)
+{
+    (void)state;
+    char *src = t_tmpdir();
+    char *paths[3] = {
+        write_file(src, "e.csv", "k,v\n"),
+        write_file(src, "d1.csv", "k,v\nx,1\n"),
+        write_file(src, "d2.csv", "k,v\ny,2\n"),
+    };
+    int failed = 0;
+    for (long n = 0;; n++) {
+        fx *f = t_dagfx_open(64 << 20, 0, 0);
+        sp_dtable *t = NULL;
+        sp_testing_fail_alloc_after(n);
+        sp_status st = sp_dtable_from_csv(f->d, 3, (const char *const *)paths, NULL, &t);
+        sp_testing_fail_alloc_after(-1);
+        if (st != SP_OK) {
+            t_status(st, SP_ERR_NOMEM);
+            failed++;
+        }
+        sp_dtable_free(t);
+        t_dagfx_close(f); /* checks that nothing is pinned or left */
+        if (st == SP_OK) break;
+    }
+    assert_true(failed > 0);
+    for (int i = 0; i < 3; i++) free(paths[i]);
+    t_rmrf(src);
+    free(src);
+}
+
 static void test_csv_schemas_that_disagree_name_the_file(void **state)
 {
     (void)state;
@@ -791,6 +824,7 @@ int main(void)
         cmocka_unit_test(test_bad_operations_rejected),
         cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),
         cmocka_unit_test(test_csv_schema_from_the_first_file_with_rows),
+        cmocka_unit_test(test_csv_from_files_out_of_memory_leaves_nothing),
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
         cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
         cmocka_unit_test(test_int_sum_overflow_fails),

@@ -389,9 +389,12 @@ static int run(int argc, char **argv);
 int main(int argc, char **argv)
 {
     int rc = run(argc, argv);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "spillpool: writing the output: %s\n", strerror(errno ? errno : EIO));
-        if (rc == 0) rc = 1;
+    errno = 0;
+    int flushed = fflush(stdout) == 0;
+    int err = errno;
+    if ((!flushed || ferror(stdout)) && rc == 0) { /* a command that failed has said why */
+        fprintf(stderr, "spillpool: writing the output: %s\n", !flushed && err ? strerror(err) : "a write failed");
+        rc = 1;
     }
     return rc;
 }

@@ -870,7 +870,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
     int from_source = o->lazy && !o->has_file; /* else its spill file */
     /* A spill file that is a parsed copy of an unchanged source (cache_parsed) is
      * only as good as the source: checked first, replaced by a reload if asked. */
-    int copy_of_source = o->lazy && o->has_file && !o->dirty && o->src_known, drop_copy = 0;
+    int copy_of_source = o->lazy && o->has_file && !o->changed && o->src_known, drop_copy = 0;
     sp_status st = sp_evict_until(p, o->size, p->cfg.memory_bound, 1);
     if (st != SP_OK) {
         o->state = SP_ST_DISK;
@@ -914,15 +914,15 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
         st = sp_charge_loaded(p, o, data, reserved);
         reserved = 0; /* released or replaced by the real size */
     }
+    if (removed) { /* gone even when the load then failed (a reload over the bound) */
+        atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+        o->disk_bytes = 0;
+        o->has_file = 0;
+    }
     if (st == SP_OK) {
         o->data = data;
         o->state = SP_ST_MEM;
         o->pins = 1;
-        if (removed) {
-            atomic_fetch_sub(&p->disk_used, o->disk_bytes);
-            o->disk_bytes = 0;
-            o->has_file = 0;
-        }
         p->n_pinned++;
         p->n_disk--;
         p->n_mem++;
@@ -951,7 +951,7 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
             break;
         }
         if (o->state == SP_ST_MEM) {
-            if (mutable) o->dirty = 1; /* it may change: a file or source is no longer its copy */
+            if (mutable) o->dirty = o->changed = 1; /* it may change: a file or source is no longer its copy */
             if (o->pins++ == 0) {
                 sp_list_remove(o);
                 p->n_pinned++;
@@ -978,7 +978,7 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
         }
         if (o->state == SP_ST_DISK) {
             st = sp_restore(p, o, out, mutable);
-            if (st == SP_OK && mutable) o->dirty = 1; /* not on failure: the source stays its home */
+            if (st == SP_OK && mutable) o->dirty = o->changed = 1; /* not on failure: the source stays its home */
             break;
         }
         pthread_cond_wait(&p->io_cv, &p->lock); /* someone else's I/O on it */

@@ -37,6 +37,7 @@ typedef struct sp_obj {
     /* A registered source (sp_put_lazy): while the object is clean its home is the
      * source file, so eviction drops it; a mutable pin makes it dirty for good. */
     uint8_t lazy, dirty, src_known, src_reload, src_cache, in_slab;
+    uint8_t changed; /* a registered object pinned mutably: its own data from then on, never the source's */
     const char *source; /* stored after the object, in the same allocation */
     const sp_source_methods *src_m; /* how to read it; NULL: a file path */
     sp_stamp stamp;

@@ -292,10 +292,13 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
     /* A file with a header and no rows says nothing of the types (every column would
      * be a string): the schema comes from the first file that has rows. */
     uint32_t k = 0;
+    int pinned = 0; /* first, file k, is pinned: unpinned on every path below */
     for (; st == SP_OK; k++) {
         st = sp__dtable_pin(t, k, &pool, &r, &first);
+        pinned = st == SP_OK;
         if (st != SP_OK || first->nrows > 0 || k + 1 == nfiles || (opt && opt->schema)) break;
         sp_unpin_part(pool, r);
+        pinned = 0;
     }
     if (st == SP_OK && !(src->first_path = sp__strdup(paths[k]))) st = sp__fail(SP_ERR_NOMEM, "table: out of memory");
     /* The empty files before it were typed on their own: registered again, they
@@ -317,8 +320,8 @@ sp_status sp_dtable_from_csv(sp_dag *dag, size_t nfiles, const char *const *path
             src->opt.schema_cols = first->ncols;
             src->opt.schema_from = src->first_path; /* named when a later value does not fit */
         }
-        sp_unpin_part(pool, r);
     }
+    if (pinned) sp_unpin_part(pool, r);
     if (st != SP_OK) {
         sp_dtable_free(t);
         return st;
