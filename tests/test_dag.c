@@ -357,14 +357,14 @@ static void test_bad_spawns_rejected(void **state)
 typedef struct {
     pthread_mutex_t m;
     pthread_cond_t c;
-    int go, started;
+    int go, started; /* started: how many tasks reached the gate */
 } gate;
 
 static sp_status fn_gate(sp_task_ctx *c, void *u)
 {
     gate *g = u;
     pthread_mutex_lock(&g->m);
-    g->started = 1;
+    g->started++;
     pthread_cond_broadcast(&g->c);
     while (!g->go) pthread_cond_wait(&g->c, &g->m);
     pthread_mutex_unlock(&g->m);
@@ -468,6 +468,11 @@ static void test_spawn_out_of_memory_keeps_its_inputs(void **state)
         gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
         sp_task *a = spawn(f, fn_gate, &g, 0, NULL, "a");
         sp_task *b = spawn(f, fn_gate, &g, 0, NULL, "b");
+        /* Both running and waiting at the gate: the failing allocations below are
+         * then the spawn's, not a worker's starting a or b. */
+        pthread_mutex_lock(&g.m);
+        while (g.started < 2) pthread_cond_wait(&g.c, &g.m);
+        pthread_mutex_unlock(&g.m);
         sp_task *x = NULL;
         sp_testing_fail_alloc_after(k);
         sp_status st = sp_spawn(f->d, fn_sum, NULL, 2, (sp_arg[]){sp_arg_task(a), sp_arg_task(b)}, NULL, &x);
