@@ -55,32 +55,48 @@ static void sp_stamp_change(const sp_stamp *was, const sp_stamp *now, int handle
     if (!buf[0]) snprintf(buf, cap, "changed");
 }
 
-/* A source read through the caller's methods: its version stands for the stamp's
+/* SP_ERR_STALE: "<verb> <what>: the source changed since <since> (<what changed>)". */
+static sp_status sp_stale(const char *verb, const char *what, const char *since, const sp_stamp *was,
+                          const sp_stamp *now, int handle)
+{
+    char why[160];
+    sp_stamp_change(was, now, handle, why, sizeof why);
+    return sp__fail(SP_ERR_STALE, "%s %s: the %s changed since %s (%s); register it again, or ask for reloads", verb,
+                    what, handle ? "source" : "file", since, why);
+}
+
+/* Open a handle through the caller's methods; its version stands for the stamp's
  * times and identity. */
+static sp_status sp_handle_open(const sp_source_methods *m, const char *handle, const char *verb, const char *what,
+                                void **file, sp_stamp *now)
+{
+    uint64_t version = 0;
+    memset(now, 0, sizeof *now);
+    sp__fail(SP_OK, "%s", "");
+    sp_status rc = m->open(m->ctx, handle, file, &now->size, &version);
+    if (rc != SP_OK) /* the methods may have said why, or not */
+        return sp_last_error()[0] ? sp__wrap(rc, "%s %s: open", verb, what)
+                                  : sp__fail(rc, "%s %s: open: %s", verb, what, sp_strerror(rc));
+    now->mtime_ns = (int64_t)version;
+    return SP_OK;
+}
+
+/* A source read through the caller's methods. */
 static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, const char *what,
                                 const sp_type *loader, sp_stamp *stamp, int known, int reload, void **data)
 {
     void *file = NULL;
-    uint64_t size = 0, version = 0;
-    sp__fail(SP_OK, "%s", "");
-    sp_status rc = m->open(m->ctx, handle, &file, &size, &version);
-    if (rc != SP_OK) /* the methods may have said why, or not */
-        return sp_last_error()[0] ? sp__wrap(rc, "loading %s: open", what)
-                                  : sp__fail(rc, "loading %s: open: %s", what, sp_strerror(rc));
-    sp_stamp now = {size, 0, 0, (int64_t)version, 0};
-    if (known && !sp_stamp_same(stamp, &now) && !reload) {
-        char why[160];
-        sp_stamp_change(stamp, &now, 1, why, sizeof why);
-        rc = sp__fail(SP_ERR_STALE,
-                      "loading %s: the source changed since it was loaded (%s); register it again, or ask for "
-                      "reloads", what, why);
-    }
+    sp_stamp now;
+    SP_FORWARD(sp_handle_open(m, handle, "loading", what, &file, &now));
+    sp_status rc = SP_OK;
+    if (known && !sp_stamp_same(stamp, &now) && !reload)
+        rc = sp_stale("loading", what, "it was loaded", stamp, &now, 1);
     void *d = NULL;
     if (rc == SP_OK) {
         sp_reader r;
-        sp__reader_begin_source(&r, m, file, size, what);
+        sp__reader_begin_source(&r, m, file, now.size, what);
         r.arg = loader->arg;
-        rc = loader->decode(&r, size, &d);
+        rc = loader->decode(&r, now.size, &d);
         if (rc == SP_OK && (rc = sp__reader_finish(&r)) != SP_OK) loader->free(d);
         sp__reader_cleanup(&r);
     }
@@ -123,28 +139,14 @@ sp_status sp__source_check(const char *path, const sp_source_methods *m, uint64_
     sp_status rc = SP_OK;
     if (m) {
         void *file = NULL;
-        uint64_t version = 0;
-        sp__fail(SP_OK, "%s", "");
-        rc = m->open(m->ctx, path, &file, &now.size, &version);
-        if (rc != SP_OK)
-            rc = sp_last_error()[0] ? sp__wrap(rc, "checking %s: open", what)
-                                    : sp__fail(rc, "checking %s: open: %s", what, sp_strerror(rc));
-        else {
-            m->close(file);
-            now.mtime_ns = (int64_t)version;
-        }
+        if ((rc = sp_handle_open(m, path, "checking", what, &file, &now)) == SP_OK) m->close(file);
     } else {
         struct stat st;
         if (stat(path, &st) != 0) rc = sp__fail_errno(SP_OK, errno, "checking %s", what);
         else sp_stamp_of(&st, &now);
     }
-    if (rc == SP_OK && !sp_stamp_same(stamp, &now)) {
-        char why[160];
-        sp_stamp_change(stamp, &now, m != NULL, why, sizeof why);
-        rc = sp__fail(SP_ERR_STALE,
-                      "%s: the source changed since its parsed copy was made (%s); register it again, or ask for "
-                      "reloads", what, why);
-    }
+    if (rc == SP_OK && !sp_stamp_same(stamp, &now))
+        rc = sp_stale("checking", what, "its parsed copy was made", stamp, &now, m != NULL);
     sp__free(what);
     return rc;
 }
@@ -169,13 +171,8 @@ static sp_status sp_file_load(const char *path, const char *what, const sp_type 
         rc = sp__fail(SP_ERR_INVALID, "loading %s: not a regular file", what);
     else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
         rc = sp__fail_errno(SP_OK, errno, "loading %s: fcntl", what);
-    else if (known && !sp_stamp_same(stamp, &now) && !reload) {
-        char why[160];
-        sp_stamp_change(stamp, &now, 0, why, sizeof why);
-        rc = sp__fail(SP_ERR_STALE,
-                      "loading %s: the file changed since it was loaded (%s); register it again, or ask for reloads",
-                      what, why);
-    }
+    else if (known && !sp_stamp_same(stamp, &now) && !reload)
+        rc = sp_stale("loading", what, "it was loaded", stamp, &now, 0);
     void *d = NULL;
     if (rc == SP_OK) {
         sp_reader r;

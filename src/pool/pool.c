@@ -121,6 +121,23 @@ static void sp_obj_name(sp_pool *p, const sp_obj *o, char *buf, sp_place *place)
     }
 }
 
+/* Remove o's file (no lock held: store I/O). */
+static void sp_remove_file(sp_pool *p, const sp_obj *o)
+{
+    char name[SP_NAME_CAP];
+    sp_place place;
+    sp_obj_name(p, o, name, &place);
+    p->m->remove(p->sctx, name, place);
+}
+
+/* o has no file any more: its bytes leave the disk bound (lock held). */
+static void sp_forget_file(sp_pool *p, sp_obj *o)
+{
+    atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+    o->disk_bytes = 0;
+    o->has_file = 0;
+}
+
 static sp_status sp_charge_disk(void *ctx, uint64_t n)
 {
     sp_pool *p = ctx;
@@ -899,10 +916,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
          * for reading keeps it as a clean copy instead). It is removed before the
          * state is published, so a later spill under the same name can never be
          * deleted by this. */
-        char name[SP_NAME_CAP];
-        sp_place place;
-        sp_obj_name(p, o, name, &place);
-        p->m->remove(p->sctx, name, place);
+        sp_remove_file(p, o);
         removed = 1;
     }
     uint64_t dt = sp__now_ns() - t0;
@@ -914,11 +928,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
         st = sp_charge_loaded(p, o, data, reserved);
         reserved = 0; /* released or replaced by the real size */
     }
-    if (removed) { /* gone even when the load then failed (a reload over the bound) */
-        atomic_fetch_sub(&p->disk_used, o->disk_bytes);
-        o->disk_bytes = 0;
-        o->has_file = 0;
-    }
+    if (removed) sp_forget_file(p, o); /* gone even when the load then failed (a reload over the bound) */
     if (st == SP_OK) {
         o->data = data;
         o->state = SP_ST_MEM;
@@ -964,14 +974,9 @@ static sp_status sp_pin_as(sp_pool *p, sp_ref ref, void **out, int mutable)
                  * left by a read pin goes, and its bytes leave the disk bound. Unlocked
                  * for the remove: this pin keeps the object from being spilled again
                  * under the same name before it returns. */
-                char name[SP_NAME_CAP];
-                sp_place place;
-                sp_obj_name(p, o, name, &place);
-                atomic_fetch_sub(&p->disk_used, o->disk_bytes);
-                o->has_file = 0;
-                o->disk_bytes = 0;
+                sp_forget_file(p, o);
                 pthread_mutex_unlock(&p->lock);
-                p->m->remove(p->sctx, name, place);
+                sp_remove_file(p, o);
                 pthread_mutex_lock(&p->lock);
             }
             break;
@@ -1100,12 +1105,7 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
     }
     pthread_mutex_unlock(&p->lock);
     if (o->data) o->type->free(o->data);
-    if (o->has_file && !o->retain) {
-        char name[SP_NAME_CAP];
-        sp_place place;
-        sp_obj_name(p, o, name, &place);
-        p->m->remove(p->sctx, name, place);
-    }
+    if (o->has_file && !o->retain) sp_remove_file(p, o);
     if (tag_held) { /* the tag is free now */
         pthread_mutex_lock(&p->lock);
         sp_obj **at = &p->tags_leaving;
