@@ -34,25 +34,13 @@ int sp_bench_filters(const sp_bench_filters_opts *bo)
     static const char *defaults[] = {"", "zstd", "lz4", "gzip", "encrypt", "zstd,encrypt", "lz4,encrypt"};
     const char **chains = bo->nchains ? bo->chains : defaults;
     unsigned n = bo->nchains ? bo->nchains : (unsigned)(sizeof defaults / sizeof defaults[0]);
-    /* Every row is compared with plain: run it first, if not asked for already. */
-    const char *with_plain[33];
-    int has_plain = 0;
-    for (unsigned i = 0; i < n; i++) has_plain |= chains[i][0] == '\0';
-    if (!has_plain && n < 33) {
-        with_plain[0] = "";
-        memcpy(with_plain + 1, chains, n * sizeof *chains);
-        chains = with_plain;
-        n++;
-    } else if (has_plain && chains[0][0] != '\0') { /* plain first: the baseline row */
-        memcpy(with_plain, chains, n * sizeof *chains);
-        for (unsigned i = 0; i < n; i++)
-            if (with_plain[i][0] == '\0') {
-                with_plain[i] = with_plain[0];
-                with_plain[0] = "";
-                break;
-            }
-        chains = with_plain;
-    }
+    /* Every row is compared with plain: it runs first, asked for or not. */
+    const char *ordered[33] = {""};
+    unsigned nord = 1;
+    for (unsigned i = 0; i < n && nord < 33; i++)
+        if (chains[i][0] != '\0') ordered[nord++] = chains[i];
+    chains = ordered;
+    n = nord;
     unsigned runs = bo->runs ? bo->runs : 1;
     if (runs > 16) runs = 16;
     sp_config base;

@@ -552,11 +552,7 @@ int sp_cmd_query(int argc, char **argv)
         if (o.key && o.json) q_json_groups(groups, paths.n, &stats);
         else if (o.key) rc = q_print_groups(groups, paths.n);
         else q_print_reduce(o.naggs, o.aggs, vals, o.json, paths.n, &stats);
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-            fprintf(stderr, "spillpool query: writing the output: %s\n", strerror(errno));
-            rc = 1;
-        }
-    }
+    } /* output that could not be written is reported by main, as for every command */
 
     sp_table_free(groups);
     sp_dtable_free(filtered);

@@ -174,8 +174,7 @@ static void sp_unpin_inputs(sp_dag *d, sp_task *t)
         }
 }
 
-
-/* A task that never ran: its dependents end with the same status. */
+/* "task 't' not run: <origin>", noting where origin begins in it (passed on as is). */
 static char *sp_unrun_msg(sp_task *t, const char *origin)
 {
     char *msg = sp_format("task '%s' not run: %s", t->name, origin);
@@ -184,6 +183,7 @@ static char *sp_unrun_msg(sp_task *t, const char *origin)
     return msg;
 }
 
+/* A task that never ran: its dependents end with the same status. */
 static void sp_end_unrun(sp_dag *d, sp_task *t, sp_status st, const char *origin)
 {
     if (t->state == T_READY) sp_q_remove(&d->ready, t);
