@@ -17,6 +17,7 @@
 #include <zstd.h>
 
 #include "filter/codec.h"
+#include "filter/shuffle.h"
 #include "testlib.h"
 
 #define KIB ((size_t)1024)
@@ -702,6 +703,66 @@ static void aead_round_trips(void **s)
     free(in);
 }
 
+/* ---- byte shuffle ---- */
+
+/* Every width over lengths around the 16-number blocks and a partial last number:
+ * the planes are where the header says, and unshuffle gives the input back. */
+static void shuffle_round_trips_at_every_length(void **s)
+{
+    (void)s;
+    enum { N = 1200 };
+    unsigned char in[N], planes[N + CANARY], back[N + CANARY];
+    fill_random(in, N, 31);
+    static const unsigned widths[] = {2, 4, 8};
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned w = widths[k];
+        for (size_t n = 0; n <= N; n += n < 300 ? 1 : 113) {
+            memset(planes, 0xA5, sizeof planes);
+            memset(back, 0xA5, sizeof back);
+            sp__shuffle(in, planes, n, w);
+            canary_intact(planes, n);
+            size_t m = n / w;
+            for (size_t i = 0; i < m; i++)
+                for (unsigned j = 0; j < w; j++)
+                    if (planes[j * m + i] != in[i * w + j])
+                        fail_msg("width %u, %zu bytes: byte %u of number %zu is not in plane %u", w, n, j, i, j);
+            assert_memory_equal(planes + m * w, in + m * w, n - m * w); /* the partial number, as it was */
+            sp__unshuffle(planes, back, n, w);
+            canary_intact(back, n);
+            if (n) assert_memory_equal(back, in, n);
+        }
+    }
+}
+
+/* The width is picked only where shuffling pays: 4 for 32-bit codes, 8 for small
+ * 64-bit integers, none for text, random bytes, runs or a short input. */
+static void shuffle_pick_finds_numbers_and_leaves_the_rest(void **s)
+{
+    (void)s;
+    size_t n = MIB;
+    unsigned char *b = xmalloc(n);
+    uint64_t seed = 41;
+    for (size_t i = 0; i < n / 4; i++) {
+        uint32_t v = (uint32_t)(rng_next(&seed) & 255);
+        memcpy(b + 4 * i, &v, 4);
+    }
+    assert_int_equal(sp__shuffle_pick(b, n), 4);
+    assert_int_equal(sp__shuffle_pick(b + 1, n - 1), 4); /* not aligned to the numbers */
+    assert_int_equal(sp__shuffle_pick(b, 8 * KIB), 0);   /* too short to gain from it */
+    for (size_t i = 0; i < n / 8; i++) {
+        uint64_t v = rng_next(&seed) % 100000;
+        memcpy(b + 8 * i, &v, 8);
+    }
+    assert_int_equal(sp__shuffle_pick(b, n), 8);
+    fill_text(b, n, 42);
+    assert_int_equal(sp__shuffle_pick(b, n), 0);
+    fill_random(b, n, 43);
+    assert_int_equal(sp__shuffle_pick(b, n), 0);
+    memset(b, 7, n);
+    assert_int_equal(sp__shuffle_pick(b, n), 0);
+    free(b);
+}
+
 /* The format is fixed: the nonce is the index little-endian, zero-padded, and the
  * output is libsodium's combined ciphertext || tag. */
 static void aead_matches_libsodium_with_the_index_nonce(void **s)
@@ -1050,6 +1111,8 @@ int main(void)
         cmocka_unit_test(cached_contexts_follow_the_level),
         cmocka_unit_test(thread_cleanup_then_reuse),
         cmocka_unit_test(threads_each_use_their_own_contexts),
+        cmocka_unit_test(shuffle_round_trips_at_every_length),
+        cmocka_unit_test(shuffle_pick_finds_numbers_and_leaves_the_rest),
         cmocka_unit_test(aead_names_and_default),
         cmocka_unit_test(aead_round_trips),
         cmocka_unit_test(aead_matches_libsodium_with_the_index_nonce),

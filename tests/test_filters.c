@@ -72,6 +72,33 @@ static sp_bytes *data_of(size_t len, unsigned seed, int random)
     return b;
 }
 
+/* len bytes of little-endian 32-bit codes 0..255 (the demo's column b), the last one
+ * cut short when len is not a multiple of 4: what the compressors byte-shuffle. */
+static sp_bytes *codes_of(size_t len, unsigned seed)
+{
+    sp_bytes *b = sp_bytes_new(len);
+    assert_non_null(b);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    memset(b->data, 0, len);
+    for (size_t i = 0; i < len; i += 4) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b->data[i] = (unsigned char)x;
+    }
+    return b;
+}
+
+/* The pool's count of frames a filter byte-shuffled, by canonical name. */
+static uint64_t shuffled_by(sp_pool *p, const char *name)
+{
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    for (unsigned i = 0; i < s.n_filters; i++)
+        if (!strcmp(s.filters[i].name, name)) return s.filters[i].shuffled;
+    return 0;
+}
+
 typedef struct {
     char *dir;
     char *keyfile;
@@ -140,21 +167,32 @@ static void every_filter_and_pair_round_trips(void **state)
 {
     fix *f = *state;
     static const char *one[] = {"zstd", "lz4", "gzip", "encrypt"};
-    char chains[1 + 4 + 16][64];
+    char chains[1 + 4 + 16 + 2][64];
     int n = 0;
     strcpy(chains[n++], "");
     for (int i = 0; i < 4; i++) strcpy(chains[n++], one[i]);
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) snprintf(chains[n++], sizeof chains[0], "%s,%s", one[i], one[j]);
+    strcpy(chains[n++], "lz4:noshuffle");
+    strcpy(chains[n++], "zstd:3:noshuffle,encrypt");
     static const size_t sizes[] = {0, 1, F - 1, F, F + 1, 3 * F + 17};
-    sp_bytes *data[6], *noise = data_of(F + 1, 99, 1);
+    sp_bytes *data[6], *codes[6], *noise = data_of(F + 1, 99, 1);
     for (int k = 0; k < 6; k++) data[k] = data_of(sizes[k], (unsigned)k, 0);
+    for (int k = 0; k < 6; k++) codes[k] = codes_of(sizes[k] + (k > 1), (unsigned)k); /* partial last code */
     for (int c = 0; c < n; c++) {
         for (int k = 0; k < 6; k++) round_trip(f->p, chains[c], data[k]);
+        for (int k = 0; k < 6; k++) round_trip(f->p, chains[c], codes[k]); /* byte-shuffled frames */
         round_trip(f->p, chains[c], noise); /* compression does not pay: stages skipped */
     }
-    for (int k = 0; k < 6; k++) sp_bytes_free(data[k]);
+    for (int k = 0; k < 6; k++) sp_bytes_free(data[k]), sp_bytes_free(codes[k]);
     sp_bytes_free(noise);
+    /* Each whole frame of codes (6 per chain) was shuffled by lz4 (zstd) alone and first
+     * in its 4 pairs, and never text, noise, or where the chain says not to. */
+    assert_int_equal(shuffled_by(f->p, "lz4"), 5 * 6);
+    assert_int_equal(shuffled_by(f->p, "zstd:1"), 5 * 6);
+    assert_int_equal(shuffled_by(f->p, "lz4:noshuffle"), 0);
+    assert_int_equal(shuffled_by(f->p, "zstd:3:noshuffle"), 0);
+    assert_int_equal(shuffled_by(f->p, "gzip:1"), 0); /* gzip stays gzip -d readable */
     sp_stats s;
     t_ok(sp_pool_stats(f->p, &s));
     assert_int_equal(s.memory_used, 0);
@@ -293,7 +331,7 @@ static void wrong_key_is_an_auth_error_and_loses_nothing(void **state)
 static void corrupt_every_byte(sp_pool *p, const char *chain, size_t size)
 {
     t_ok(sp_pool_set_filters(p, chain));
-    sp_bytes *d = data_of(size, 11, 0);
+    sp_bytes *d = size % 4 == 1 ? codes_of(size, 11) : data_of(size, 11, 0); /* codes: shuffled */
     sp_ref r;
     t_ok(sp_put(p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
     push_out(p);
@@ -345,6 +383,13 @@ static void every_byte_of_a_compressed_file_is_checked(void **state)
     corrupt_every_byte(f->p, "lz4", 300);
     corrupt_every_byte(f->p, "gzip", 300);
     corrupt_every_byte(f->p, "encrypt,lz4", 300);
+    /* a byte-shuffled frame: its flags say which width and stage, and are checked too */
+    uint64_t before = shuffled_by(f->p, "lz4");
+    corrupt_every_byte(f->p, "lz4", 16 * 1024 + 1);
+    assert_int_equal(shuffled_by(f->p, "lz4"), before + 1);
+    before = shuffled_by(f->p, "zstd:1");
+    corrupt_every_byte(f->p, "zstd,encrypt", 16 * 1024 + 1);
+    assert_int_equal(shuffled_by(f->p, "zstd:1"), before + 1);
 }
 
 static int file_has(const char *dir, const char *marker)
@@ -461,7 +506,9 @@ static void bad_chains_are_refused_with_a_reason(void **state)
         {"zstd:x", "not a number"},
         {"gzip:0", "out of range"},
         {"gzip:10", "out of range"},
-        {"lz4:3", "takes no argument"},
+        {"lz4:3", "takes only \"noshuffle\""},
+        {"zstd:noshuffle:3", "not a number"},
+        {"gzip:noshuffle", "not a number"},
         {"zstd,,lz4", "empty"},
         {",", "empty"},
         {"encrypt:des", "unknown cipher"},
@@ -478,6 +525,20 @@ static void bad_chains_are_refused_with_a_reason(void **state)
         sp_bytes_free(b); /* still the caller's */
     }
     t_ok(sp_filters_check("zstd:-5, lz4 ,gzip:9,encrypt:xchacha20"));
+    static const struct {
+        const char *chain, *canonical;
+    } good[] = {
+        {"lz4:noshuffle", "lz4:noshuffle"},
+        {"zstd:noshuffle", "zstd:1:noshuffle"},
+        {"zstd:7:noshuffle,lz4", "zstd:7:noshuffle,lz4"},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        t_ok(sp_pool_set_filters(f->p, good[i].chain));
+        char got[256];
+        t_ok(sp_pool_get_filters(f->p, got, sizeof got));
+        assert_string_equal(got, good[i].canonical);
+    }
+    t_ok(sp_pool_set_filters(f->p, ""));
     char now[256];
     t_ok(sp_pool_get_filters(f->p, now, sizeof now));
     assert_string_equal(now, ""); /* unchanged by the failures */

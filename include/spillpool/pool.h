@@ -289,11 +289,12 @@ typedef struct sp_stats {
      * (also counted in evictions). */
     uint64_t lazy_loads, clean_drops;
     /* Per filter (by canonical name, over every chain used; the first 8 names): frames
-     * run, frames it skipped (compression that did not pay), bytes in and out, time. */
+     * run, frames it skipped (compression that did not pay), frames it byte-shuffled
+     * before compressing (of those run), bytes in and out, time. */
     unsigned n_filters;
     struct sp_filter_stats {
         char name[32];
-        uint64_t frames, skipped, bytes_in, bytes_out;
+        uint64_t frames, skipped, shuffled, bytes_in, bytes_out;
         double encode_seconds, decode_seconds;
     } filters[8];
 } sp_stats;

@@ -31,7 +31,10 @@ static sp_status run_one(const sp_config *base, const row *w, const unsigned cha
 
 int sp_bench_filters(const sp_bench_filters_opts *bo)
 {
-    static const char *defaults[] = {"", "zstd", "lz4", "gzip", "encrypt", "zstd,encrypt", "lz4,encrypt"};
+    /* the noshuffle rows show what the byte shuffle (filter.h) is worth */
+    static const char *defaults[] = {"",           "zstd",        "lz4",         "gzip",
+                                     "encrypt",    "zstd,encrypt", "lz4,encrypt", "zstd:1:noshuffle",
+                                     "lz4:noshuffle"};
     const char **chains = bo->nchains ? bo->chains : defaults;
     unsigned n = bo->nchains ? bo->nchains : (unsigned)(sizeof defaults / sizeof defaults[0]);
     /* Every row is compared with plain: it runs first, asked for or not. */

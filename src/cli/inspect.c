@@ -86,7 +86,8 @@ int sp_inspect(const char *path, int payload)
         }
         uint32_t s = le32(fh), r = le32(fh + 4), fl = le32(fh + 8), skip = fl >> SP_FRAME_SKIP_SHIFT;
         /* the reader's checks: known flags, a zero word, lengths a chain can give */
-        int ok = le32(fh + 12) == 0 && (fl & ~(SP_FRAME_END | (0xffu << SP_FRAME_SKIP_SHIFT))) == 0 && r <= fsize;
+        int ok = le32(fh + 12) == 0 && (fl & ((1u << SP_FRAME_SKIP_SHIFT) - 1) & ~SP_FRAME_END) == 0 &&
+                 skip >> SP_WORD_BITS == 0 && r <= fsize;
         if (ok && clen == 0) ok = s == r && skip == 0;
         if (ok && (fl & SP_FRAME_END)) ok = s == 0 && r == 0 && skip == 0;
         if (!ok) {
@@ -112,7 +113,10 @@ int sp_inspect(const char *path, int payload)
         }
         if (!out) {
             fprintf(rep, "frame %llu at byte %ld: %u bytes stored, %u plain", (unsigned long long)frames, at, s, r);
-            if (fl >> 8) fprintf(rep, ", stages skipped (mask 0x%x)", fl >> 8);
+            if (skip & SP_WORD_SKIP) fprintf(rep, ", stages skipped (mask 0x%x)", skip & SP_WORD_SKIP);
+            if (skip >> SP_WORD_SHUF_SHIFT & 3u)
+                fprintf(rep, ", %u-byte shuffle before stage %u", 1u << (skip >> SP_WORD_SHUF_SHIFT & 3u),
+                        skip >> SP_WORD_STAGE_SHIFT & 7u);
             fputc('\n', rep);
         }
         if (out && fwrite(buf, 1, s, out) != s) {

@@ -9,6 +9,7 @@
 #include "../common/clock.h"
 #include "../store/frame.h"
 #include "chain.h"
+#include "shuffle.h"
 
 static int sp_name_char(char ch)
 {
@@ -68,20 +69,34 @@ static sp_status sp_parse_stage(const char *chain, char *item, const sp_filter_d
     char *arg = strchr(item, ':');
     if (arg) *arg++ = '\0';
     memset(s, 0, sizeof *s);
+    /* zstd and lz4 take ":noshuffle" last: compress every frame's bytes as they are */
+    int shuffle = 1;
+    if ((!strcmp(item, "zstd") || !strcmp(item, "lz4")) && arg) {
+        char *last = strrchr(arg, ':');
+        char *word = last ? last + 1 : arg;
+        if (!strcmp(word, "noshuffle")) {
+            shuffle = 0;
+            if (last) *last = '\0';
+            else arg = NULL;
+        }
+    }
     if (!strcmp(item, "zstd")) {
         s->kind = SP_F_ZSTD;
         s->level = 1; /* spilling favours speed: on columnar codes 1 compresses as well as 3, faster */
+        s->shuffle = shuffle;
         if (arg) SP_FORWARD(sp_parse_level(chain, "zstd", arg, ZSTD_minCLevel(), ZSTD_maxCLevel(), &s->level));
-        snprintf(s->name, sizeof s->name, "zstd:%d", s->level);
+        snprintf(s->name, sizeof s->name, "zstd:%d%s", s->level, shuffle ? "" : ":noshuffle");
     } else if (!strcmp(item, "gzip")) {
         s->kind = SP_F_GZIP;
         s->level = 1; /* level 6 is ten times slower for a few percent */
         if (arg) SP_FORWARD(sp_parse_level(chain, "gzip", arg, 1, 9, &s->level));
         snprintf(s->name, sizeof s->name, "gzip:%d", s->level);
     } else if (!strcmp(item, "lz4")) {
-        SP_RETURN_IF(arg, SP_ERR_INVALID, "filter chain \"%s\": lz4 takes no argument (got \"%s\")", chain, arg);
+        SP_RETURN_IF(arg, SP_ERR_INVALID,
+                     "filter chain \"%s\": lz4 takes only \"noshuffle\" as an argument (got \"%s\")", chain, arg);
         s->kind = SP_F_LZ4;
-        snprintf(s->name, sizeof s->name, "lz4");
+        s->shuffle = shuffle;
+        snprintf(s->name, sizeof s->name, "lz4%s", shuffle ? "" : ":noshuffle");
     } else if (!strcmp(item, "encrypt")) {
         SP_FORWARD(sp__crypto_init());
         s->kind = SP_F_ENCRYPT;
@@ -97,7 +112,8 @@ static sp_status sp_parse_stage(const char *chain, char *item, const sp_filter_d
         unsigned i = 0;
         while (i < ncustom && strcmp(custom[i].name, item) != 0) i++;
         SP_RETURN_IF(i == ncustom, SP_ERR_INVALID,
-                     "filter chain \"%s\": unknown filter \"%s\" (built-in: zstd[:level], lz4, gzip[:level], "
+                     "filter chain \"%s\": unknown filter \"%s\" (built-in: zstd[:level][:noshuffle], "
+                     "lz4[:noshuffle], gzip[:level], "
                      "encrypt[:aes256gcm|xchacha20])",
                      chain, item);
         SP_RETURN_IF(arg, SP_ERR_INVALID, "filter chain \"%s\": filter %s takes no argument", chain, item);
@@ -187,58 +203,98 @@ size_t sp__chain_caps(const sp_chain *c, size_t n, size_t *caps)
 
 static int sp_compressor(sp_filter_kind kind) { return kind == SP_F_ZSTD || kind == SP_F_LZ4; }
 
+/* Width code in a filter word: 1, 2, 3 for 2, 4, 8 bytes. */
+static unsigned sp_shuf_code(unsigned w) { return w == 2 ? 1u : w == 4 ? 2u : w == 8 ? 3u : 0u; }
+static unsigned sp_shuf_width(uint32_t word) { return (1u << ((word >> SP_WORD_SHUF_SHIFT) & 3u)) & ~1u; }
+
+/* The part of a frame's word an encrypting stage i authenticates: what ran before it. */
+static uint32_t sp_word_before(uint32_t word, unsigned i)
+{
+    uint32_t before = word & ((1u << i) - 1);
+    if (sp_shuf_width(word) && ((word >> SP_WORD_STAGE_SHIFT) & 7u) < i) before |= word & ~SP_WORD_SKIP;
+    return before;
+}
+
+int sp__chain_word_ok(const sp_chain *c, uint32_t word)
+{
+    if (word >> SP_WORD_BITS || (word & SP_WORD_SKIP) >> c->n) return 0;
+    unsigned stage = (word >> SP_WORD_STAGE_SHIFT) & 7u;
+    if (!sp_shuf_width(word)) return stage == 0;
+    /* only a compressing stage that shuffles and ran can have shuffled */
+    return stage < c->n && c->st[stage].shuffle && !(word & (1u << stage));
+}
+
+static sp_status sp_stage_encode(sp_stage *s, const sp_frame_key *k, uint64_t index, uint32_t raw_len,
+                                 uint32_t word, unsigned i, const unsigned char *in, size_t n, unsigned char *dst,
+                                 size_t cap, size_t *got)
+{
+    switch (s->kind) {
+    case SP_F_ZSTD: return sp__zstd_encode(s->level, in, n, dst, cap, got);
+    case SP_F_LZ4: return sp__lz4_encode(in, n, dst, cap, got);
+    case SP_F_GZIP: return sp__gzip_encode(s->level, in, n, dst, cap, got);
+    case SP_F_ENCRYPT: {
+        unsigned char ad[40];
+        size_t adn = sp_frame_ad(ad, k, index, raw_len, word, i);
+        return sp__aead_encrypt(s->aead, k->file_key, index, ad, adn, in, n, dst, cap, got);
+    }
+    default: break;
+    }
+    sp_status st = s->custom.encode(s->custom.ctx, in, n, dst, cap, got);
+    if (st == SP_OK && *got > cap)
+        st = sp__fail(SP_ERR_INVALID, "filter %s: encode wrote %zu bytes, over its bound %zu", s->name, *got, cap);
+    return st;
+}
+
 sp_status sp__chain_encode(sp_chain *c, const sp_frame_key *k, uint64_t index, const unsigned char *in, size_t n,
                            unsigned char *a, unsigned char *b, const unsigned char **out, size_t *out_len,
                            uint32_t *skip)
 {
     const unsigned char *cur = in;
     size_t cur_n = n;
-    *skip = 0;
+    uint32_t word = 0;
     for (unsigned i = 0; i < c->n; i++) {
         sp_stage *s = &c->st[i];
         /* gzip is never skipped, so a gzip-only file stays readable by gzip -d. */
         if (sp_compressor(s->kind) && cur_n < SP_SKIP_BELOW) {
-            *skip |= 1u << i;
+            word |= 1u << i;
             atomic_fetch_add_explicit(&s->skipped, 1, memory_order_relaxed);
             continue;
         }
-        unsigned char *dst = cur == a ? b : a;
-        size_t got = 0, cap = sp_stage_bound(s, cur_n);
         uint64_t t0 = sp__now_ns();
-        sp_status st;
-        switch (s->kind) {
-        case SP_F_ZSTD: st = sp__zstd_encode(s->level, cur, cur_n, dst, cap, &got); break;
-        case SP_F_LZ4: st = sp__lz4_encode(cur, cur_n, dst, cap, &got); break;
-        case SP_F_GZIP: st = sp__gzip_encode(s->level, cur, cur_n, dst, cap, &got); break;
-        case SP_F_ENCRYPT: {
-            unsigned char ad[40];
-            size_t adn = sp_frame_ad(ad, k, index, (uint32_t)n, *skip, i);
-            st = sp__aead_encrypt(s->aead, k->file_key, index, ad, adn, cur, cur_n, dst, cap, &got);
-            break;
+        /* A frame of numbers is shuffled into byte planes first (once per frame: a later
+         * compressor sees compressed bytes). Then the shuffled copy is the input, in the
+         * buffer that is not cur, and the output goes to the other one. */
+        unsigned w = s->shuffle && !sp_shuf_width(word) ? sp__shuffle_pick(cur, cur_n) : 0;
+        const unsigned char *src = cur;
+        unsigned char *dst = cur == a ? b : a;
+        if (w) {
+            sp__shuffle(cur, dst, cur_n, w);
+            src = dst;
+            dst = dst == a ? b : a; /* may be cur: its bytes are in src now */
         }
-        default:
-            st = s->custom.encode(s->custom.ctx, cur, cur_n, dst, cap, &got);
-            if (st == SP_OK && got > cap)
-                st = sp__fail(SP_ERR_INVALID, "filter %s: encode wrote %zu bytes, over its bound %zu", s->name,
-                              got, cap);
-            break;
+        size_t got = 0, cap = sp_stage_bound(s, cur_n);
+        sp_status st = sp_stage_encode(s, k, index, (uint32_t)n, word, i, src, cur_n, dst, cap, &got);
+        if (st == SP_OK && sp_compressor(s->kind) && got >= cur_n) { /* did not pay: keep the input */
+            if (w && dst == cur) sp__unshuffle(src, dst, cur_n, w); /* cur was overwritten: put it back */
+            word |= 1u << i;
+            atomic_fetch_add_explicit(&s->skipped, 1, memory_order_relaxed);
+            got = cur_n;
+            dst = (unsigned char *)cur;
+        } else if (st == SP_OK && w) {
+            word |= sp_shuf_code(w) << SP_WORD_SHUF_SHIFT | i << SP_WORD_STAGE_SHIFT;
+            atomic_fetch_add_explicit(&s->shuffled, 1, memory_order_relaxed);
         }
         atomic_fetch_add_explicit(&s->encode_ns, sp__now_ns() - t0, memory_order_relaxed);
         if (st != SP_OK) return sp__wrap(st, "filter %s, frame %llu", s->name, (unsigned long long)index);
         atomic_fetch_add_explicit(&s->frames, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&s->bytes_in, cur_n, memory_order_relaxed);
-        if (sp_compressor(s->kind) && got >= cur_n) { /* did not pay: keep the input */
-            *skip |= 1u << i;
-            atomic_fetch_add_explicit(&s->skipped, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&s->bytes_out, cur_n, memory_order_relaxed);
-            continue;
-        }
         atomic_fetch_add_explicit(&s->bytes_out, got, memory_order_relaxed);
         cur = dst;
         cur_n = got;
     }
     *out = cur;
     *out_len = cur_n;
+    *skip = word;
     return SP_OK;
 }
 
@@ -246,7 +302,8 @@ sp_status sp__chain_decode(sp_chain *c, const sp_frame_key *k, uint64_t index, u
                            const unsigned char *in, size_t n, unsigned char *a, unsigned char *b,
                            unsigned char *dst)
 {
-    SP_RETURN_IF(skip >> c->n, SP_ERR_CORRUPT, "frame %llu: skip flags 0x%x name stages the chain lacks",
+    SP_RETURN_IF(!sp__chain_word_ok(c, skip), SP_ERR_CORRUPT,
+                 "frame %llu: filter flags 0x%x name stages the chain lacks or could not have run",
                  (unsigned long long)index, skip);
     int lowest = -1; /* the last stage to run decodes straight into dst */
     for (unsigned i = 0; i < c->n; i++)
@@ -254,6 +311,7 @@ sp_status sp__chain_decode(sp_chain *c, const sp_frame_key *k, uint64_t index, u
             lowest = (int)i;
             break;
         }
+    unsigned w = sp_shuf_width(skip), shuf_stage = (skip >> SP_WORD_STAGE_SHIFT) & 7u;
     size_t caps[SP_CHAIN_MAX];
     sp__chain_caps(c, raw_len, caps);
     const unsigned char *cur = in;
@@ -266,7 +324,8 @@ sp_status sp__chain_decode(sp_chain *c, const sp_frame_key *k, uint64_t index, u
                          s->name);
             continue;
         }
-        unsigned char *to = i == lowest ? dst : (cur == a ? b : a);
+        int shuffled = w && (unsigned)i == shuf_stage;
+        unsigned char *to = i == lowest && !shuffled ? dst : (cur == a ? b : a);
         size_t cap = i == lowest ? raw_len : caps[i], got = 0;
         uint64_t t0 = sp__now_ns();
         sp_status st;
@@ -276,7 +335,7 @@ sp_status sp__chain_decode(sp_chain *c, const sp_frame_key *k, uint64_t index, u
         case SP_F_GZIP: st = sp__gzip_decode(cur, cur_n, to, cap, &got); break;
         case SP_F_ENCRYPT: {
             unsigned char ad[40];
-            size_t adn = sp_frame_ad(ad, k, index, raw_len, skip & ((1u << i) - 1), (unsigned)i);
+            size_t adn = sp_frame_ad(ad, k, index, raw_len, sp_word_before(skip, (unsigned)i), (unsigned)i);
             st = sp__aead_decrypt(s->aead, k->file_key, index, ad, adn, cur, cur_n, to, cap, &got);
             break;
         }
@@ -284,6 +343,11 @@ sp_status sp__chain_decode(sp_chain *c, const sp_frame_key *k, uint64_t index, u
             st = s->custom.decode(s->custom.ctx, cur, cur_n, to, cap, &got);
             if (st == SP_OK && got > cap) st = sp__fail(SP_ERR_CORRUPT, "decode wrote %zu bytes, over %zu", got, cap);
             break;
+        }
+        if (st == SP_OK && shuffled) { /* back from planes: into dst, or the buffer the input was in */
+            unsigned char *planes = to;
+            to = i == lowest ? dst : (planes == a ? b : a);
+            sp__unshuffle(planes, to, got, w);
         }
         atomic_fetch_add_explicit(&s->decode_ns, sp__now_ns() - t0, memory_order_relaxed);
         if (st != SP_OK) return sp__wrap(st, "filter %s, frame %llu", s->name, (unsigned long long)index);

@@ -21,15 +21,24 @@
 #define SP_CUSTOM_MAX 16        /* caller filters per pool */
 #define SP_SKIP_BELOW 64        /* frames shorter than this are not compressed */
 
+/* A frame's filter word (the frame flags above their low byte): bit i set = stage i
+ * skipped; bits 8..9 = the byte shuffle a compressing stage ran first (0 none, 1, 2, 3
+ * for widths 2, 4, 8), bits 10..12 = that stage. Nothing else may be set. */
+#define SP_WORD_SKIP 0xffu
+#define SP_WORD_SHUF_SHIFT 8
+#define SP_WORD_STAGE_SHIFT 10
+#define SP_WORD_BITS 13
+
 typedef enum sp_filter_kind { SP_F_ZSTD = 1, SP_F_LZ4, SP_F_GZIP, SP_F_ENCRYPT, SP_F_CUSTOM } sp_filter_kind;
 
 typedef struct sp_stage {
     sp_filter_kind kind;
     int level;
+    int shuffle; /* zstd, lz4: byte-shuffle frames of numbers first (see shuffle.h) */
     sp_aead aead;
     sp_filter_def custom;
     char name[SP_FILTER_NAME_CAP]; /* canonical: "zstd:3", "encrypt:xchacha20" */
-    _Atomic uint64_t bytes_in, bytes_out, encode_ns, decode_ns, frames, skipped;
+    _Atomic uint64_t bytes_in, bytes_out, encode_ns, decode_ns, frames, skipped, shuffled;
 } sp_stage;
 
 typedef struct sp_chain {
@@ -61,10 +70,12 @@ typedef struct sp_frame_key {
 
 /* Run the chain over one frame (n <= SP_FRAME_SIZE). a and b are scratch buffers of
  * sp__chain_caps(c, n) bytes; *out points into one of them, or at `in` when every stage was
- * skipped. *skip gets a bit per skipped stage. */
+ * skipped. *skip gets the frame's filter word (SP_WORD_*). */
 SP_HIDDEN sp_status sp__chain_encode(sp_chain *c, const sp_frame_key *k, uint64_t index, const unsigned char *in,
                                      size_t n, unsigned char *a, unsigned char *b, const unsigned char **out,
                                      size_t *out_len, uint32_t *skip);
+/* Whether a frame's filter word is one this chain can have written. */
+SP_HIDDEN int sp__chain_word_ok(const sp_chain *c, uint32_t word);
 /* Undo it: the result (exactly raw_len bytes, or SP_ERR_CORRUPT) goes to dst, which
  * has room for raw_len bytes. a and b hold sp__chain_caps(c, raw_len) bytes; in may
  * be a (not b), never dst. */

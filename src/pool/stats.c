@@ -21,6 +21,7 @@ static void sp_filter_totals(sp_pool *p, sp_stats *s)
             }
             t->frames += atomic_load_explicit(&st->frames, memory_order_relaxed);
             t->skipped += atomic_load_explicit(&st->skipped, memory_order_relaxed);
+            t->shuffled += atomic_load_explicit(&st->shuffled, memory_order_relaxed);
             t->bytes_in += atomic_load_explicit(&st->bytes_in, memory_order_relaxed);
             t->bytes_out += atomic_load_explicit(&st->bytes_out, memory_order_relaxed);
             t->encode_seconds += (double)atomic_load_explicit(&st->encode_ns, memory_order_relaxed) / 1e9;
@@ -95,10 +96,10 @@ void sp_stats_fprint(const sp_stats *sp, FILE *f)
             sp_format_size(s.bytes_after_filters, b, sizeof b), s.compression_ratio);
     for (unsigned i = 0; i < s.n_filters; i++) {
         const struct sp_filter_stats *t = &s.filters[i];
-        fprintf(f, "    %-18s %s -> %s, %llu frames (%llu skipped), encode %.3f s, decode %.3f s\n", t->name,
-                sp_format_size(t->bytes_in, a, sizeof a), sp_format_size(t->bytes_out, b, sizeof b),
-                (unsigned long long)t->frames, (unsigned long long)t->skipped, t->encode_seconds,
-                t->decode_seconds);
+        fprintf(f, "    %-18s %s -> %s, %llu frames (%llu skipped, %llu shuffled), encode %.3f s, decode %.3f s\n",
+                t->name, sp_format_size(t->bytes_in, a, sizeof a), sp_format_size(t->bytes_out, b, sizeof b),
+                (unsigned long long)t->frames, (unsigned long long)t->skipped, (unsigned long long)t->shuffled,
+                t->encode_seconds, t->decode_seconds);
     }
 }
 
@@ -128,10 +129,10 @@ void sp_stats_fprint_json(const sp_stats *s, FILE *f, const char *extra)
     for (unsigned i = 0; i < s->n_filters; i++) {
         const struct sp_filter_stats *t = &s->filters[i];
         fprintf(f,
-                "%s{\"name\":\"%s\",\"frames\":%llu,\"skipped\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                "\"encode_seconds\":%.6f,\"decode_seconds\":%.6f}",
+                "%s{\"name\":\"%s\",\"frames\":%llu,\"skipped\":%llu,\"shuffled\":%llu,\"bytes_in\":%llu,"
+                "\"bytes_out\":%llu,\"encode_seconds\":%.6f,\"decode_seconds\":%.6f}",
                 i ? "," : "", t->name, (unsigned long long)t->frames, (unsigned long long)t->skipped,
-                (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out, t->encode_seconds,
+                (unsigned long long)t->shuffled, (unsigned long long)t->bytes_in, (unsigned long long)t->bytes_out, t->encode_seconds,
                 t->decode_seconds);
     }
     fputs("]}", f);

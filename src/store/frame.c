@@ -116,9 +116,15 @@ static sp_status sp_scratch_fit(sp_scratch **sc, unsigned i, sp_chain *c, size_t
     return sp_grow_to(&(*sc)->b[i], &(*sc)->cap_b[i], need, c->buf_cap);
 }
 
+/* The flags' low bits enter shifted, the shuffle bits (16 and up) multiplied in: a
+ * file written before they existed hashes as it did. A flipped skip bit (8..15) is
+ * left to the decode: a stage skipped that ran leaves bytes of the wrong length (or
+ * fails authentication under encryption), and one run that was skipped meets bytes
+ * not in its format that would have to decode to exactly the frame's length. */
 static uint64_t sp_frame_seed(uint32_t stored, uint32_t raw, uint32_t flags, uint64_t index)
 {
-    return (((uint64_t)stored << 32) | raw) ^ ((uint64_t)flags << 58) ^ (index * 0x9E3779B97F4A7C15ull);
+    return (((uint64_t)stored << 32) | raw) ^ ((uint64_t)flags << 58) ^ (index * 0x9E3779B97F4A7C15ull) ^
+           ((uint64_t)(flags >> 16) * 0xC2B2AE3D27D4EB4Full);
 }
 
 static sp_status sp_emit(sp_writer *w, const void *buf, size_t len)
@@ -371,9 +377,10 @@ static sp_status sp_next_frame(sp_reader *r, uint32_t *stored, uint32_t *raw, ui
     *flags = get32(h + 8);
     *hash = get64(h + 16);
     uint32_t skip = *flags >> SP_FRAME_SKIP_SHIFT;
-    int ok = *raw <= SP_FRAME_SIZE && get32(h + 12) == 0 && (*flags & ~(SP_FRAME_END | (0xffu << SP_FRAME_SKIP_SHIFT))) == 0;
+    int ok = *raw <= SP_FRAME_SIZE && get32(h + 12) == 0 &&
+             (*flags & ((1u << SP_FRAME_SKIP_SHIFT) - 1) & ~SP_FRAME_END) == 0;
     if (ok && !r->chain) ok = *stored == *raw && skip == 0;
-    if (ok && r->chain) ok = *stored <= sp__chain_caps(r->chain, *raw, NULL) && (skip >> r->chain->n) == 0;
+    if (ok && r->chain) ok = *stored <= sp__chain_caps(r->chain, *raw, NULL) && sp__chain_word_ok(r->chain, skip);
     if (ok && (*flags & SP_FRAME_END)) ok = *stored == 0 && *raw == 0 && skip == 0;
     SP_RETURN_IF(!ok, SP_ERR_CORRUPT, "%s: malformed frame %llu at byte %llu", r->what,
                  (unsigned long long)r->frames, (unsigned long long)(r->consumed - SP_FRAME_HEADER));

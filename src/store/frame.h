@@ -7,8 +7,9 @@
  *   frame  := u32 stored_len u32 raw_len u32 flags u32 0 u64 hash  payload[stored_len]
  *   end    := u32 0 u32 0 u32 SP_FRAME_END u32 0 u64 hash(raw_total, frame_count)
  * Integers are little-endian. `chain` is the canonical text of the filter chain that
- * wrote the frames (empty: none); a frame's flags carry, in bits 8..15, the stages
- * skipped for it (compression that did not pay). Each frame's hash (XXH3-64) covers
+ * wrote the frames (empty: none); a frame's flags carry, from bit 8 up, its filter
+ * word (chain.h): the stages skipped for it (compression that did not pay) and the
+ * byte shuffle a compressor ran first. Each frame's hash (XXH3-64) covers
  * its stored payload and is seeded with its lengths, flags and index, so a flipped,
  * moved or dropped frame is detected; when the chain ends in encryption the hash is
  * 0 and the AEAD tag does that job. The end marker detects truncation. file_id is
