@@ -15,7 +15,7 @@ static int die(const char *what)
 int main(int argc, char **argv)
 {
     if (argc != 2) return 2;
-    const size_t sizes[] = {0, 1, 100, 5000};
+    const size_t sizes[] = {0, 1, 100, 5000, 20000}; /* 20000: 32-bit codes, which lz4 and zstd shuffle */
     const char *chains[] = {"", "zstd", "lz4", "gzip", "encrypt:xchacha20", "zstd,encrypt:xchacha20", "lz4,gzip"};
     unsigned char key[32];
     memset(key, 0x42, sizeof key); /* the fuzz target's key */
@@ -34,7 +34,9 @@ int main(int argc, char **argv)
         sp_pool *p;
         if (sp_pool_open(&p, &c) != SP_OK) die("open");
         sp_bytes *a = sp_bytes_new(sizes[i]);
-        for (size_t k = 0; k < sizes[i]; k++) a->data[k] = (unsigned char)(k % 13 * 7);
+        for (size_t k = 0; k < sizes[i]; k++)
+            a->data[k] = sizes[i] == 20000 ? (unsigned char)(k % 4 ? 0 : k * 2654435761u >> 24)
+                                           : (unsigned char)(k % 13 * 7);
         sp_ref ra;
         sp_put_options keep = {.tag = "seed", .retain = 1};
         if (sp_put(p, a, &sp_bytes_type, &keep, &ra) != SP_OK) die("put");

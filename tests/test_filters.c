@@ -747,6 +747,27 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
     assert_true(inspect_says(f->dir, f->dir, "a directory"));
     free(c);
     free(b);
+    /* a shuffled frame: inspect names the width and stage, and refuses flag bits past them */
+    t_ok(sp_pool_set_filters(f->p, "lz4"));
+    d = codes_of(F, 4);
+    t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type,
+                &(sp_put_options){.tag = "codes.sp", .retain = 1}, &r));
+    t_ok(sp_release(f->p, r));
+    sp_bytes_free(d);
+    snprintf(good, sizeof good, "%s/codes.sp", f->dir);
+    char cmd[2048], out[600];
+    snprintf(out, sizeof out, "%s/inspect.out", f->dir);
+    snprintf(cmd, sizeof cmd, "'%s' inspect '%s' > '%s'", SP_CLI, good, out);
+    assert_int_equal(system(cmd), 0);
+    unsigned char *said = t_slurp(out, &len);
+    assert_non_null(memmem(said, len, "4-byte shuffle before stage 0", 29));
+    free(said);
+    b = t_slurp(good, &len);
+    hlen = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
+    b[hlen + 10] ^= 0x20; /* flags bit 21: past the filter word */
+    t_spew(bad, b, len);
+    assert_true(inspect_says(f->dir, bad, "malformed frame header"));
+    free(b);
 }
 
 int main(void)
