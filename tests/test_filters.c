@@ -508,6 +508,8 @@ static void bad_chains_are_refused_with_a_reason(void **state)
         {"gzip:10", "out of range"},
         {"lz4:3", "takes only \"noshuffle\""},
         {"zstd:noshuffle:3", "not a number"},
+        {"lz4:noshuffle:noshuffle", "\"noshuffle\" given twice"},
+        {"zstd:noshuffle:noshuffle", "\"noshuffle\" given twice"},
         {"gzip:noshuffle", "not a number"},
         {"zstd,,lz4", "empty"},
         {",", "empty"},
@@ -764,9 +766,17 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
     free(said);
     b = t_slurp(good, &len);
     hlen = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
-    b[hlen + 10] ^= 0x20; /* flags bit 21: past the filter word */
-    t_spew(bad, b, len);
-    assert_true(inspect_says(f->dir, bad, "malformed frame header"));
+    assert_int_equal(b[hlen + 10], 0x02); /* width code 2 (4 bytes), stage 0 */
+    static const unsigned char words[] = {
+        0x22, /* flags bit 21: past the filter word */
+        0x0e, /* stage 3 of a one-stage chain */
+        0x04, /* a stage without a width */
+    };
+    for (size_t k = 0; k < sizeof words; k++) {
+        b[hlen + 10] = words[k];
+        t_spew(bad, b, len);
+        if (!inspect_says(f->dir, bad, "malformed frame header")) fail_msg("filter word byte 0x%02x", words[k]);
+    }
     free(b);
 }
 

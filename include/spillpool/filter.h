@@ -21,11 +21,13 @@
  *
  * zstd and lz4 byte-shuffle a frame before compressing it when a sample shows it is
  * made of 2-, 4- or 8-byte numbers whose high bytes barely change (codes, counters,
- * doubles of one magnitude): all first bytes, then all second bytes, and so on, as
- * HDF5's shuffle filter and Blosc do. On 32-bit codes lz4 then runs three times as
- * fast and stores half the bytes. The frame records the width, and the sample (16 KiB
- * of each 1 MiB frame) leaves text and random bytes as they are. ":noshuffle" turns
- * this off; gzip never shuffles, so a gzip-only file stays readable by gzip -d.
+ * doubles that share exponent and leading bits): all first bytes, then all second
+ * bytes, and so on, as HDF5's shuffle filter and Blosc do. On 32-bit codes lz4 then
+ * runs three times as fast and stores half the bytes. The frame records the width.
+ * The sample (16 KiB of each 1 MiB frame) leaves text and random bytes as they are;
+ * it decides for the whole frame, so data unlike its sample can compress worse than
+ * it would as it is. ":noshuffle" turns this off; gzip never shuffles, so a gzip-only
+ * file stays readable by gzip -d.
  *
  * Each spill file names the chain that wrote it; the pool remembers the chain of each
  * object, so changing the pool's chain never makes older files unreadable.

@@ -69,6 +69,13 @@ int sp_inspect(const char *path, int payload)
     }
     memcpy(chain, hb + 24, clen);
     chain[clen] = '\0';
+    /* The frames' filter words are checked against the chain as the reader does. A
+     * chain naming the caller's own filters does not parse here: then its stage count
+     * bounds the words. */
+    sp_chain parsed;
+    int known = clen && sp__chain_parse(chain, NULL, 0, &parsed) == SP_OK;
+    unsigned stages = clen ? 1 : 0;
+    for (size_t i = 0; i < clen; i++) stages += chain[i] == ',';
     fprintf(rep, "%s: header %u bytes, frames of %u bytes, chain \"%s\"%s\n", path, hlen, fsize, chain,
             (flags & 1) ? ", encrypted (key check present)" : "");
     if (fseek(f, (long)hlen, SEEK_SET) != 0) {
@@ -87,7 +94,12 @@ int sp_inspect(const char *path, int payload)
         uint32_t s = le32(fh), r = le32(fh + 4), fl = le32(fh + 8), skip = fl >> SP_FRAME_SKIP_SHIFT;
         /* the reader's checks: known flags, a zero word, lengths a chain can give */
         int ok = le32(fh + 12) == 0 && (fl & ((1u << SP_FRAME_SKIP_SHIFT) - 1) & ~SP_FRAME_END) == 0 &&
-                 skip >> SP_WORD_BITS == 0 && r <= fsize;
+                 skip >> SP_WORD_BITS == 0 && (skip & SP_WORD_SKIP) >> stages == 0 && r <= fsize;
+        if (ok && known) ok = sp__chain_word_ok(&parsed, skip);
+        if (ok && !known && clen) {
+            unsigned stage = skip >> SP_WORD_STAGE_SHIFT & 7u;
+            ok = stage < stages && ((skip >> SP_WORD_SHUF_SHIFT & 3u) || stage == 0);
+        }
         if (ok && clen == 0) ok = s == r && skip == 0;
         if (ok && (fl & SP_FRAME_END)) ok = s == 0 && r == 0 && skip == 0;
         if (!ok) {

@@ -79,6 +79,8 @@ static sp_status sp_parse_stage(const char *chain, char *item, const sp_filter_d
             if (last) *last = '\0';
             else arg = NULL;
         }
+        SP_RETURN_IF(!shuffle && arg && !strcmp(arg, "noshuffle"), SP_ERR_INVALID,
+                     "filter chain \"%s\": %s: \"noshuffle\" given twice", chain, item);
     }
     if (!strcmp(item, "zstd")) {
         s->kind = SP_F_ZSTD;

@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) size_t sp_unshuffle_sse2(const unsi
 
 void sp__shuffle(const unsigned char *in, unsigned char *out, size_t n, unsigned w)
 {
-    size_t m = n / w;
+    size_t m = w > 1 ? n / w : 0;
     switch (w) {
     case 2: sp_shuffle_2(in, out, sp_shuffle_sse2(in, out, m, 2), m); break;
     case 4: sp_shuffle_4(in, out, sp_shuffle_sse2(in, out, m, 4), m); break;
@@ -191,7 +191,7 @@ void sp__shuffle(const unsigned char *in, unsigned char *out, size_t n, unsigned
 
 void sp__unshuffle(const unsigned char *in, unsigned char *out, size_t n, unsigned w)
 {
-    size_t m = n / w;
+    size_t m = w > 1 ? n / w : 0;
     switch (w) {
     case 2: sp_unshuffle_2(in, out, sp_unshuffle_sse2(in, out, m, 2), m); break;
     case 4: sp_unshuffle_4(in, out, sp_unshuffle_sse2(in, out, m, 4), m); break;
