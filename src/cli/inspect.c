@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "../store/frame.h"
@@ -27,11 +29,23 @@ static int bad(const char *path, const char *what, long at)
 
 int sp_inspect(const char *path, int payload)
 {
+    /* Opened without blocking and checked before reading: a FIFO would hang the read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        perror(path);
+        return 1;
+    }
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return bad(path, "a directory, not a spill file", 0);
-    FILE *f = fopen(path, "rb");
+    int statted = fstat(fd, &sb) == 0;
+    if (!statted || !S_ISREG(sb.st_mode)) {
+        int dir = statted && S_ISDIR(sb.st_mode);
+        close(fd);
+        return bad(path, dir ? "a directory, not a spill file" : "not a regular file", 0);
+    }
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         perror(path);
+        close(fd);
         return 1;
     }
     FILE *out = payload ? stdout : NULL, *rep = payload ? stderr : stdout;

@@ -182,6 +182,8 @@ static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64
     sodium_memzero(keybuf, sizeof keybuf);
     if (st == SP_OK) st = o->type->encode(o->data, &w);
     if (st == SP_OK) st = sp__writer_finish(&w);
+    unsigned char id[SP_FILE_ID_BYTES];
+    memcpy(id, w.file_id, sizeof id);
     sp__writer_cleanup(&w);
     if (st == SP_OK) st = p->m->commit(f);
     else p->m->abort(f);
@@ -192,7 +194,60 @@ static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64
     *stored = w.stored_total;
     *enc = w.raw_total;
     o->file_chain = chain;
+    memcpy(o->file_id, id, sizeof id);
     return SP_OK;
+}
+
+/* The bookkeeping of a file just written for o (lock held, or nothing else running):
+ * it replaces any file o had. */
+static void sp_file_written(sp_pool *p, sp_obj *o, uint64_t stored, uint64_t enc)
+{
+    if (o->has_file) atomic_fetch_sub(&p->disk_used, o->disk_bytes);
+    o->has_file = 1;
+    o->dirty = 0; /* the file is its copy now */
+    o->disk_bytes = stored;
+    o->enc_len = enc;
+    p->files_written++;
+    p->bytes_before_filters += enc;
+    p->bytes_after_filters += stored;
+}
+
+/* Opens o's file through the store and reads its header with the current key, so the
+ * header's id, chain and key check say whether it is still o's file as written. */
+static sp_status sp_open_checked(sp_pool *p, sp_obj *o, const char *what, void **f, sp_reader *r)
+{
+    char name[SP_NAME_CAP];
+    sp_place place;
+    sp_obj_name(p, o, name, &place);
+    uint64_t fsize = 0;
+    sp_status st = p->m->open(p->sctx, name, place, f, &fsize);
+    if (st != SP_OK) return st;
+    unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
+    if (o->file_chain && o->file_chain->encrypted) key = sp_key_copy(p, keybuf);
+    st = sp__reader_begin(r, p->m, *f, fsize, what, o->file_chain, key);
+    sodium_memzero(keybuf, sizeof keybuf);
+    if (st == SP_OK && (fsize != o->disk_bytes || memcmp(r->file_id, o->file_id, SP_FILE_ID_BYTES) != 0))
+        st = sp__fail(SP_ERR_CORRUPT,
+                      "%s: not the file written for this object (another file, or an older one, is in its place)",
+                      what);
+    if (st != SP_OK) {
+        sp__reader_cleanup(r);
+        p->m->close(*f);
+    }
+    return st;
+}
+
+/* Whether o's clean copy on disk is still there as written, readable with the
+ * current key: before the copy in memory is dropped on the strength of it. Called
+ * without the lock; o is owned by this thread. */
+static int sp_file_intact(sp_pool *p, sp_obj *o)
+{
+    void *f;
+    sp_reader r;
+    if (sp_open_checked(p, o, "clean copy", &f, &r) != SP_OK) return 0;
+    sp__reader_cleanup(&r);
+    p->m->close(f);
+    return 1;
 }
 
 /* Decode o from its file. Called without the lock; o is owned by this thread. */
@@ -205,17 +260,12 @@ static sp_status sp_read_object(sp_pool *p, sp_obj *o, void **data)
     p->m->describe(p->sctx, name, place, what + n, sizeof what - (size_t)n - 1);
     strcat(what, ")");
     void *f;
-    uint64_t fsize = 0;
-    sp_status st = p->m->open(p->sctx, name, place, &f, &fsize);
-    if (st != SP_OK) return sp__wrap(st, "restoring object %llu", (unsigned long long)o->serial);
     sp_reader r;
+    sp_status st = sp_open_checked(p, o, what, &f, &r);
+    if (st != SP_OK) return sp__wrap(st, "restoring object %llu", (unsigned long long)o->serial);
     void *d = NULL;
-    unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
-    if (o->file_chain && o->file_chain->encrypted) key = sp_key_copy(p, keybuf);
-    st = sp__reader_begin(&r, p->m, f, fsize, what, o->file_chain, key);
     r.arg = o->type->arg;
-    sodium_memzero(keybuf, sizeof keybuf);
-    if (st == SP_OK) st = o->type->decode(&r, o->enc_len, &d);
+    st = o->type->decode(&r, o->enc_len, &d);
     if (st == SP_OK) {
         st = sp__reader_finish(&r);
         if (st != SP_OK) o->type->free(d);
@@ -240,6 +290,14 @@ static void sp_flusher_poke(sp_pool *p)
  * back in memory, unchanged. */
 static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
 {
+    if (!v->dirty && v->has_file) {
+        /* Dropping a clean copy trusts its file: check it is still there, as written
+         * and readable with today's key; if not, write it again. */
+        pthread_mutex_unlock(&p->lock);
+        int intact = sp_file_intact(p, v);
+        pthread_mutex_lock(&p->lock);
+        if (!intact) v->dirty = 1;
+    }
     if (!v->dirty && (v->has_file || (v->lazy && !v->src_cache))) {
         /* A clean copy of its spill file or of its source: drop it, nothing to write. */
         pthread_mutex_unlock(&p->lock);
@@ -256,7 +314,7 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         pthread_cond_broadcast(&p->io_cv);
         return SP_OK;
     }
-    uint64_t old_file = v->has_file ? v->disk_bytes : 0, stored = 0, enc = 0;
+    uint64_t stored = 0, enc = 0;
     pthread_mutex_unlock(&p->lock);
     uint64_t t0 = sp__now_ns();
     sp_status st = sp_write_object(p, v, &stored, &enc);
@@ -265,22 +323,15 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
     pthread_mutex_lock(&p->lock);
     p->mem_leaving -= v->size;
     if (st == SP_OK) {
-        if (old_file) atomic_fetch_sub(&p->disk_used, old_file);
+        sp_file_written(p, v, stored, enc);
         v->data = NULL;
         v->state = SP_ST_DISK;
-        v->has_file = 1;
-        v->dirty = 0; /* the file is its copy now */
-        v->disk_bytes = stored;
-        v->enc_len = enc;
         p->mem_used -= v->size;
         p->n_mem--;
         p->n_disk++;
         p->evictions++;
         p->bytes_spilled += v->size;
-        p->files_written++;
         p->spill_ns += dt;
-        p->bytes_before_filters += enc;
-        p->bytes_after_filters += stored;
     } else {
         v->state = SP_ST_MEM;
         sp_list_push_last_victim(p, v);
@@ -661,17 +712,16 @@ sp_status sp_pool_close(sp_pool *p)
      * leaves everything in place. */
     for (uint32_t i = 0; i < p->nslots; i++) {
         sp_obj *o = p->slots[i].obj;
-        /* retained objects in memory get their file, unless it is a clean copy */
-        if (!o || !o->retain || o->state != SP_ST_MEM || (o->has_file && !o->dirty)) continue;
-        uint64_t stored, enc, old = o->has_file ? o->disk_bytes : 0;
+        /* retained objects in memory get their file, unless it is a clean copy still intact */
+        if (!o || !o->retain || o->state != SP_ST_MEM || (o->has_file && !o->dirty && sp_file_intact(p, o)))
+            continue;
+        uint64_t stored, enc;
         sp_status st = sp_write_object(p, o, &stored, &enc);
         if (st != SP_OK) {
             if (p->cfg.spill_ahead > 0) sp_flusher_start(p);
             return sp__wrap(st, "closing pool");
         }
-        atomic_fetch_sub(&p->disk_used, old);
-        o->has_file = 1;
-        o->disk_bytes = stored;
+        sp_file_written(p, o, stored, enc);
     }
     for (uint32_t i = 0; i < p->nslots; i++) {
         sp_obj *o = p->slots[i].obj;
@@ -1063,14 +1113,17 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
         return sp__fail(SP_ERR_BUSY, "release of object %llu: its last reference, but it is pinned %u time(s)",
                         (unsigned long long)o->serial, o->pins);
     }
-    if (o->retain && o->state == SP_ST_MEM && !(o->has_file && !o->dirty)) {
-        /* Its file must outlive the release: write it; on failure nothing changes. */
+    if (o->retain && o->state == SP_ST_MEM) {
+        /* Its file must outlive the release: write it, unless it is a clean copy still
+         * intact; on failure nothing changes. */
         sp_list_remove(o);
         o->state = SP_ST_SPILLING;
         p->mem_leaving += o->size;
-        uint64_t old = o->has_file ? o->disk_bytes : 0, stored = 0, enc = 0;
+        int clean = o->has_file && !o->dirty;
+        uint64_t stored = 0, enc = 0;
         pthread_mutex_unlock(&p->lock);
-        sp_status st = sp_write_object(p, o, &stored, &enc);
+        int write = !clean || !sp_file_intact(p, o);
+        sp_status st = write ? sp_write_object(p, o, &stored, &enc) : SP_OK;
         pthread_mutex_lock(&p->lock);
         p->mem_leaving -= o->size;
         o->state = SP_ST_MEM;
@@ -1080,12 +1133,7 @@ sp_status sp_release(sp_pool *p, sp_ref ref)
             pthread_mutex_unlock(&p->lock);
             return sp__wrap(st, "release of retained object %llu", (unsigned long long)o->serial);
         }
-        atomic_fetch_sub(&p->disk_used, old);
-        o->has_file = 1;
-        o->disk_bytes = stored;
-        p->files_written++;
-        p->bytes_before_filters += enc;
-        p->bytes_after_filters += stored;
+        if (write) sp_file_written(p, o, stored, enc);
         pthread_cond_broadcast(&p->io_cv);
     }
     sp_slot_free(p, o);

@@ -32,6 +32,7 @@ typedef struct sp_obj {
     uint64_t disk_bytes;        /* bytes of its file; 0 when it has none */
     sp_chain *chain;            /* its own chain (sp_put_options.filters), or NULL */
     sp_chain *file_chain;       /* the chain that wrote its file */
+    unsigned char file_id[SP_FILE_ID_BYTES]; /* the random id in its file's header */
     uint32_t refs, pins, slot;
     uint8_t state, retain, has_file;
     /* A registered source (sp_put_lazy): while the object is clean its home is the

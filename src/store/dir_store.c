@@ -297,13 +297,22 @@ static sp_status sp_dir_open(void *ctx, const char *name, sp_place place, void *
     f->tmp[0] = '\0';
     sp_status st = sp_dir_path(s, name, place, f->path);
     if (st == SP_OK) {
-        f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
+        /* Non-blocking, so a FIFO put in a file's place cannot hang the open; then only
+         * a regular file is read. */
+        f->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         struct stat sb;
         if (f->fd < 0) st = sp__fail_errno(SP_OK, errno, "open %s", f->path);
         else if (fstat(f->fd, &sb) != 0) {
             st = sp__fail_errno(SP_OK, errno, "stat %s", f->path);
             close(f->fd);
-        } else *size = (uint64_t)sb.st_size;
+        } else if (!S_ISREG(sb.st_mode)) {
+            st = sp__fail(SP_ERR_CORRUPT, "open %s: not a regular file", f->path);
+            close(f->fd);
+        } else {
+            *size = (uint64_t)sb.st_size;
+            int fl = fcntl(f->fd, F_GETFL);
+            if (fl >= 0) (void)fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
+        }
     }
     if (st != SP_OK) {
         sp__free(f);

@@ -1,0 +1,252 @@
+/* A spilled object's file is its own: the pool refuses a file swapped in from another
+ * object, does not drop a copy in memory on the strength of a file that is gone,
+ * changed, or unreadable under today's key (it writes it again), keeps its books
+ * right after a close that failed half way, and is not hung by a FIFO in a file's
+ * place. Each case leaves the pool usable and every object intact. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+#define KB 1024u
+#define OBJ (600 * KB)
+
+static const unsigned char key1[32] = "0123456789abcdef0123456789abcdef";
+static const unsigned char key2[32] = "fedcba9876543210fedcba9876543210";
+
+typedef struct {
+    char *dir;
+    sp_pool *p;
+} fix;
+
+static int setup(void **state)
+{
+    fix *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = t_tmpdir();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fix *f = *state;
+    if (f->p) t_ok(sp_pool_close(f->p));
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static sp_pool *open_with(fix *f, uint64_t mem, uint64_t disk, const char *filters)
+{
+    sp_config c;
+    t_config(&c, f->dir, mem, disk, SP_POLICY_LRU);
+    c.filters = filters;
+    c.key = key1;
+    t_ok(sp_pool_open(&f->p, &c));
+    return f->p;
+}
+
+static void path_of(sp_pool *p, sp_ref r, char *out, size_t cap)
+{
+    sp_ref_info info;
+    t_ok(sp_ref_query(p, r, &info));
+    assert_int_equal(info.tier, SP_TIER_DISK);
+    snprintf(out, cap, "%s", info.path);
+}
+
+/* Under LRU with a 1 MiB bound, a put of OBJ bytes sends the oldest object to disk. */
+static void push_out(sp_pool *p, unsigned seed)
+{
+    sp_ref filler = t_put(p, OBJ, seed);
+    t_ok(sp_release(p, filler));
+}
+
+static void must_say(const char *want)
+{
+    if (!strstr(sp_last_error(), want)) fail_msg("the error \"%s\" lacks \"%s\"", sp_last_error(), want);
+}
+
+static void swap_files(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *da = t_slurp(a, &na), *db = t_slurp(b, &nb);
+    t_spew(a, db, nb);
+    t_spew(b, da, na);
+    free(da);
+    free(db);
+}
+
+/* Two objects' files swapped (or one copied over the other) are refused, with and
+ * without encryption, and read again once put back. */
+static void a_file_from_another_object_is_refused(void **state)
+{
+    fix *f = *state;
+    static const char *chains[] = {"", "zstd,encrypt"};
+    for (int c = 0; c < 2; c++) {
+        sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, chains[c]);
+        sp_ref a = t_put(p, OBJ, 1), b = t_put(p, OBJ, 2);
+        push_out(p, 9); /* a and b go to disk */
+        assert_int_equal(t_tier(p, a), SP_TIER_DISK);
+        assert_int_equal(t_tier(p, b), SP_TIER_DISK);
+        char pa[600], pb[600];
+        path_of(p, a, pa, sizeof pa);
+        path_of(p, b, pb, sizeof pb);
+        swap_files(pa, pb);
+        void *o;
+        t_status(sp_pin(p, a, &o), SP_ERR_CORRUPT);
+        must_say("not the file written for this object");
+        must_say(pa);
+        t_status(sp_pin(p, b, &o), SP_ERR_CORRUPT);
+        swap_files(pa, pb); /* put back: nothing was lost */
+        t_check(p, a, OBJ, 1);
+        t_check(p, b, OBJ, 2);
+        t_ok(sp_release(p, a));
+        t_ok(sp_release(p, b));
+        t_ok(sp_pool_close(p));
+        f->p = NULL;
+    }
+}
+
+/* A copy read back with sp_pin_read keeps its file; if the file is then deleted,
+ * replaced by another object's, or left under an old key, evicting the copy writes
+ * it again instead of dropping the only intact copy. */
+static void a_clean_copy_whose_file_changed_is_written_again(void **state)
+{
+    fix *f = *state;
+    sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, "encrypt");
+    for (int round = 0; round < 3; round++) {
+        sp_ref a = t_put(p, OBJ, 10 + (unsigned)round), b = t_put(p, OBJ, 20);
+        push_out(p, 30);
+        char pa[600], pb[600];
+        path_of(p, a, pa, sizeof pa);
+        path_of(p, b, pb, sizeof pb);
+        const void *o;
+        t_ok(sp_pin_read(p, a, &o)); /* back in memory, its file kept: a clean copy */
+        t_ok(sp_unpin(p, a));
+        if (round == 0) assert_int_equal(unlink(pa), 0);
+        if (round == 1) {
+            size_t n;
+            unsigned char *d = t_slurp(pb, &n);
+            t_spew(pa, d, n);
+            free(d);
+        }
+        if (round == 2) t_ok(sp_pool_set_key(p, key2)); /* a's file is under key1 */
+        push_out(p, 31);
+        push_out(p, 32); /* a is evicted again */
+        assert_int_equal(t_tier(p, a), SP_TIER_DISK);
+        t_check(p, a, OBJ, 10 + (unsigned)round);
+        t_ok(sp_release(p, a));
+        if (round == 2) t_ok(sp_pool_set_key(p, key1)); /* b was written under key1 */
+        t_check(p, b, OBJ, 20);
+        t_ok(sp_release(p, b));
+    }
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.memory_used, 0);
+    assert_int_equal(s.disk_used, 0);
+}
+
+/* A retained object read back and left clean: if its file is deleted before the
+ * pool closes, the close writes it again. */
+static void close_rewrites_a_retained_file_that_vanished(void **state)
+{
+    fix *f = *state;
+    sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, NULL);
+    sp_bytes *d = sp_bytes_new(OBJ);
+    for (size_t i = 0; i < OBJ; i++) d->data[i] = (unsigned char)(i * 7);
+    sp_ref a;
+    t_ok(sp_put(p, d, &sp_bytes_type, &(sp_put_options){.tag = "out.sp", .retain = 1}, &a));
+    push_out(p, 40);
+    push_out(p, 41);
+    char pa[600];
+    path_of(p, a, pa, sizeof pa);
+    const void *o;
+    t_ok(sp_pin_read(p, a, &o));
+    t_ok(sp_unpin(p, a));
+    assert_int_equal(unlink(pa), 0);
+    t_ok(sp_pool_close(p));
+    f->p = NULL;
+    struct stat sb;
+    assert_int_equal(stat(pa, &sb), 0);
+    assert_true((size_t)sb.st_size > OBJ);
+}
+
+/* A close that fails on its second retained object has written the first: the pool
+ * stays usable, and that first object, evicted as a clean copy, reads back whole. */
+static void after_a_failed_close_the_written_object_reads_back(void **state)
+{
+    fix *f = *state;
+    sp_pool *p = open_with(f, 4096 * KB, 1536 * KB, NULL); /* room on disk for one object */
+    sp_ref r[2];
+    for (int i = 0; i < 2; i++) {
+        sp_bytes *d = sp_bytes_new(1024 * KB);
+        for (size_t k = 0; k < d->len; k++) d->data[k] = (unsigned char)(k * 3 + (size_t)i);
+        char tag[16];
+        snprintf(tag, sizeof tag, "keep%d.sp", i);
+        t_ok(sp_put(p, d, &sp_bytes_type, &(sp_put_options){.tag = tag, .retain = 1}, &r[i]));
+    }
+    t_status(sp_pool_close(p), SP_ERR_DISK_FULL);
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.files_written, 1);
+    sp_ref_info info;
+    t_ok(sp_ref_query(p, r[0], &info));
+    int w = info.disk_bytes ? 0 : 1; /* the one the close wrote */
+    t_ok(sp_ref_query(p, r[w], &info));
+    assert_true(info.disk_bytes > 1024 * KB);
+    t_touch(p, r[1 - w]); /* the written one is now the first victim, a clean drop */
+    sp_ref filler[3];
+    for (int i = 0; i < 3; i++) filler[i] = t_put(p, 1024 * KB, 5);
+    assert_int_equal(t_tier(p, r[w]), SP_TIER_DISK);
+    for (int i = 0; i < 3; i++) t_ok(sp_release(p, filler[i]));
+    const void *o;
+    t_ok(sp_pin_read(p, r[w], &o));
+    const sp_bytes *got = o;
+    assert_int_equal(got->len, 1024 * KB);
+    for (size_t k = 0; k < got->len; k++)
+        if (got->data[k] != (unsigned char)(k * 3 + (size_t)w)) fail_msg("byte %zu differs", k);
+    t_ok(sp_unpin(p, r[w]));
+    t_ok(sp_release(p, r[w]));     /* its file stays, out of the pool's books */
+    t_ok(sp_release(p, r[1 - w])); /* now there is room to write the other */
+}
+
+/* A FIFO put in a spill file's place is refused at once, not waited on. */
+static void a_fifo_in_place_of_a_file_does_not_hang(void **state)
+{
+    fix *f = *state;
+    sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, NULL);
+    sp_ref a = t_put(p, OBJ, 50);
+    push_out(p, 51);
+    char pa[600], saved[700];
+    path_of(p, a, pa, sizeof pa);
+    snprintf(saved, sizeof saved, "%s.saved", pa);
+    assert_int_equal(rename(pa, saved), 0);
+    assert_int_equal(mkfifo(pa, 0600), 0);
+    void *o;
+    t_status(sp_pin(p, a, &o), SP_ERR_CORRUPT);
+    must_say("not a regular file");
+    assert_int_equal(unlink(pa), 0);
+    assert_int_equal(rename(saved, pa), 0);
+    t_check(p, a, OBJ, 50);
+    t_ok(sp_release(p, a));
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(a_file_from_another_object_is_refused),
+        T(a_clean_copy_whose_file_changed_is_written_again),
+        T(close_rewrites_a_retained_file_that_vanished),
+        T(after_a_failed_close_the_written_object_reads_back),
+        T(a_fifo_in_place_of_a_file_does_not_hang),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
