@@ -237,6 +237,53 @@ static void a_fifo_in_place_of_a_file_does_not_hang(void **state)
     t_ok(sp_release(p, a));
 }
 
+/* A tag naming a file the pool did not write (the caller's, another pool's) is
+ * refused unless the put says replace; the file is left as it was. */
+static void a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool(void **state)
+{
+    fix *f = *state;
+    char notes[600];
+    snprintf(notes, sizeof notes, "%s/notes.txt", f->dir);
+    t_spew(notes, (const unsigned char *)"mine\n", 5);
+    sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, NULL);
+    sp_bytes *d = sp_bytes_new(OBJ);
+    memset(d->data, 1, OBJ);
+    sp_ref r;
+    t_status(sp_put(p, d, &sp_bytes_type, &(sp_put_options){.tag = "notes.txt"}, &r), SP_ERR_BUSY);
+    must_say(notes);
+    size_t n;
+    unsigned char *back = t_slurp(notes, &n);
+    assert_int_equal(n, 5);
+    assert_memory_equal(back, "mine\n", 5);
+    free(back);
+    /* a second pool on the same directory cannot take the first one's tag either */
+    t_ok(sp_put(p, d, &sp_bytes_type, &(sp_put_options){.tag = "shared.sp"}, &r));
+    push_out(p, 60);
+    push_out(p, 61);
+    assert_int_equal(t_tier(p, r), SP_TIER_DISK);
+    sp_pool *q;
+    sp_config c;
+    t_config(&c, f->dir, 1024 * KB, 64 * 1024 * KB, SP_POLICY_LRU);
+    t_ok(sp_pool_open(&q, &c));
+    sp_bytes *e = sp_bytes_new(OBJ);
+    memset(e->data, 2, OBJ);
+    sp_ref r2;
+    t_status(sp_put(q, e, &sp_bytes_type, &(sp_put_options){.tag = "shared.sp"}, &r2), SP_ERR_BUSY);
+    const void *o;
+    t_ok(sp_pin_read(p, r, &o)); /* the first pool's object is untouched */
+    for (size_t i = 0; i < OBJ; i++)
+        if (((const sp_bytes *)o)->data[i] != 1) fail_msg("byte %zu differs", i);
+    t_ok(sp_unpin(p, r));
+    /* asked to replace, it does */
+    t_ok(sp_put(q, e, &sp_bytes_type, &(sp_put_options){.tag = "notes.txt", .replace = 1, .retain = 1}, &r2));
+    t_ok(sp_release(q, r2)); /* written on release */
+    back = t_slurp(notes, &n);
+    assert_true(n > OBJ);
+    free(back);
+    t_ok(sp_pool_close(q));
+    t_ok(sp_release(p, r));
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -247,6 +294,7 @@ int main(void)
         T(close_rewrites_a_retained_file_that_vanished),
         T(after_a_failed_close_the_written_object_reads_back),
         T(a_fifo_in_place_of_a_file_does_not_hang),
+        T(a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

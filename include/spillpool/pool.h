@@ -163,6 +163,11 @@ typedef struct sp_put_options {
      * cannot be spilled before the caller's sp_unpin; with MRU the object just put
      * is otherwise the first victim. */
     int pin;
+    /* Nonzero: a file already named tag in the directory, one this pool did not write
+     * (a retained file of an earlier run, say), is replaced when the object is first
+     * written. By default the put fails with SP_ERR_BUSY naming it, and a spill that
+     * finds one there later fails the same way (the object stays in memory). */
+    int replace;
 } sp_put_options;
 
 /* Hand obj to the pool; on success the pool owns it and *ref has one reference.

@@ -162,12 +162,33 @@ static unsigned char *sp_key_copy(sp_pool *p, unsigned char key[SP_KEY_BYTES])
     return k;
 }
 
+/* A tagged object's first file must not take the place of a file the pool did not
+ * write (the caller's, or another pool's), unless the caller said to replace it. Not
+ * atomic with the write: a file created between the check and the rename is still
+ * replaced. */
+static sp_status sp_tag_free(sp_pool *p, const sp_obj *o)
+{
+    if (!o->tag || o->has_file || o->replace) return SP_OK;
+    void *f;
+    uint64_t size;
+    if (p->m->open(p->sctx, o->tag, SP_PLACE_KEEP, &f, &size) != SP_OK)
+        return SP_OK; /* nothing there (or nothing readable: the write will say) */
+    p->m->close(f);
+    char where[600];
+    p->m->describe(p->sctx, o->tag, SP_PLACE_KEEP, where, sizeof where);
+    return sp__fail(SP_ERR_BUSY,
+                    "tag '%s': %s is already there, a file this pool did not write (sp_put_options.replace "
+                    "replaces it)",
+                    o->tag, where);
+}
+
 /* Encode o into its file. Called without the lock; o is owned by this thread. */
 static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64_t *enc)
 {
     char name[SP_NAME_CAP];
     sp_place place;
     sp_obj_name(p, o, name, &place);
+    SP_FORWARD(sp_tag_free(p, o));
     sp_chain *chain = o->chain ? o->chain : atomic_load(&p->chain);
     unsigned char keybuf[SP_KEY_BYTES], *key = NULL;
     if (chain && chain->encrypted) key = sp_key_copy(p, keybuf);
@@ -797,6 +818,7 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
     o->size = size;
     o->refs = 1;
     o->retain = opt && opt->retain;
+    o->replace = opt && opt->replace;
     o->state = SP_ST_MEM;
 
     pthread_mutex_lock(&p->lock);
@@ -809,10 +831,12 @@ sp_status sp_put(sp_pool *p, void *obj, const sp_type *type, const sp_put_option
                       sp_format_size(size, b1, sizeof b1), sp_format_size(p->cfg.disk_bound, b2, sizeof b2));
     /* The tag is checked again after making room, since eviction drops the lock: from
      * that check to the slot below the lock is held, so two puts cannot both take it. */
-    for (int ready = 0; st == SP_OK && !ready;) {
+    for (int ready = 0, on_disk_checked = 0; st == SP_OK && !ready;) {
         int ts = tag ? sp_tag_state(p, tag) : 0;
         if (ts == 1) st = sp__fail(SP_ERR_INVALID, "tag '%s': already names a live object", tag);
         else if (ts == 2) pthread_cond_wait(&p->io_cv, &p->lock); /* its old file is going */
+        else if (tag && !on_disk_checked++ && (st = sp_tag_free(p, o)) != SP_OK) /* a file not ours */
+            break;
         else if ((st = sp_evict_until(p, size, p->cfg.memory_bound, 1)) != SP_OK)
             st = sp__wrap(st, "put of a %s object", type->name);
         else ready = !tag || sp_tag_state(p, tag) == 0;

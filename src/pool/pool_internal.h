@@ -34,7 +34,7 @@ typedef struct sp_obj {
     sp_chain *file_chain;       /* the chain that wrote its file */
     unsigned char file_id[SP_FILE_ID_BYTES]; /* the random id in its file's header */
     uint32_t refs, pins, slot;
-    uint8_t state, retain, has_file;
+    uint8_t state, retain, has_file, replace;
     /* A registered source (sp_put_lazy): while the object is clean its home is the
      * source file, so eviction drops it; a mutable pin makes it dirty for good. */
     uint8_t lazy, dirty, src_known, src_reload, src_cache, in_slab;
