@@ -284,6 +284,35 @@ static void a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool(void
     t_ok(sp_release(p, r));
 }
 
+/* A relative spill directory is made absolute at open: a chdir afterwards neither
+ * loses the pool's files nor leaves its session behind. A blank one is refused. */
+static void a_relative_dir_survives_a_chdir(void **state)
+{
+    fix *f = *state;
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    sp_config c;
+    t_config(&c, "spill", 1024 * KB, 64 * 1024 * KB, SP_POLICY_LRU);
+    t_ok(sp_pool_open(&f->p, &c));
+    assert_int_equal(chdir("/"), 0);
+    sp_ref a = t_put(f->p, OBJ, 70);
+    push_out(f->p, 71);
+    assert_int_equal(t_tier(f->p, a), SP_TIER_DISK);
+    t_check(f->p, a, OBJ, 70);
+    t_ok(sp_release(f->p, a));
+    t_ok(sp_pool_close(f->p));
+    f->p = NULL;
+    char spill[700];
+    snprintf(spill, sizeof spill, "%s/spill", f->dir);
+    assert_int_equal(t_count_files(spill), 0); /* no session, no lock left */
+    assert_int_equal(chdir(cwd), 0);
+    setenv("SPILLPOOL_DIR", " \t", 1);
+    t_status(sp_config_from_env(&c), SP_ERR_INVALID);
+    must_say("SPILLPOOL_DIR");
+    unsetenv("SPILLPOOL_DIR");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -295,6 +324,7 @@ int main(void)
         T(after_a_failed_close_the_written_object_reads_back),
         T(a_fifo_in_place_of_a_file_does_not_hang),
         T(a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool),
+        T(a_relative_dir_survives_a_chdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

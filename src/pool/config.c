@@ -85,7 +85,8 @@ sp_status sp_config_from_env(sp_config *cfg)
     }
     const char *dir = getenv("SPILLPOOL_DIR");
     if (dir) {
-        SP_RETURN_IF(dir[0] == '\0', SP_ERR_INVALID, "SPILLPOOL_DIR: empty (unset it for the default)");
+        SP_RETURN_IF(dir[strspn(dir, " \t\n")] == '\0', SP_ERR_INVALID,
+                     "SPILLPOOL_DIR: empty or blank (unset it for the default)");
         c.dir = dir;
     }
     const char *filters = getenv("SPILLPOOL_FILTERS");

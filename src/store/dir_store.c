@@ -134,9 +134,21 @@ sp_status sp_dir_store_open(const char *dir, void **ctx)
 {
     SP_RETURN_IF(dir == NULL || ctx == NULL, SP_ERR_INVALID, "directory store: NULL argument");
     SP_FORWARD(sp_mkdirs(dir));
+    /* Kept absolute: a relative directory would move with the caller's chdir, and the
+     * pool would lose its files (and leave its session behind at close). */
+    char *abs = realpath(dir, NULL);
+    if (!abs) return sp__fail_errno(SP_OK, errno, "spill directory %s", dir);
     sp_dir_store *s = sp__calloc(1, sizeof *s);
-    SP_RETURN_IF(s == NULL, SP_ERR_NOMEM, "directory store: out of memory");
-    snprintf(s->base, sizeof s->base, "%s", dir);
+    if (s == NULL || strlen(abs) >= sizeof s->base) {
+        sp_status st = s ? sp__fail(SP_ERR_INVALID, "spill directory '%s': path too long", abs)
+                         : sp__fail(SP_ERR_NOMEM, "directory store: out of memory");
+        sp__free(s);
+        free(abs);
+        return st;
+    }
+    snprintf(s->base, sizeof s->base, "%s", abs);
+    free(abs);
+    dir = s->base;
     sp_reap_dead_sessions(s);
     for (int attempt = 0;; attempt++) {
         char id[64];
