@@ -12,6 +12,11 @@ static void size_parses_plain_bytes_and_units(void **s)
     uint64_t v;
     t_ok(sp_parse_size("1073741824", &v));
     assert_int_equal(v, 1073741824ull);
+    t_ok(sp_parse_size("9000000T", &v)); /* past 2^63: exact, not stuck at 2^63 */
+    assert_true(v == 9000000ull << 40);
+    t_ok(sp_parse_size("15000000TB", &v));
+    assert_true(v == 15000000000000000000ull);
+    t_status(sp_parse_size("17000000T", &v), SP_ERR_INVALID);
     t_ok(sp_parse_size("1GiB", &v));
     assert_int_equal(v, 1073741824ull);
     t_ok(sp_parse_size("512M", &v));

@@ -12,8 +12,9 @@
 
 #define F (1u << 20) /* the frame size */
 
-static const unsigned char key1[32] = "0123456789abcdef0123456789abcdef";
-static const unsigned char key2[32] = "fedcba9876543210fedcba9876543210";
+/* Not all text: a key file of 32 printable bytes is refused as a passphrase. */
+static const unsigned char key1[32] = "\x80" "123456789abcdef0123456789abcdef";
+static const unsigned char key2[32] = "\x81" "edcba9876543210fedcba9876543210";
 
 /* An object that costs `size` bytes of memory and writes nothing: putting one as big
  * as the bound pushes every other unpinned object to disk without writing itself. */
@@ -596,6 +597,11 @@ static void key_files_are_checked(void **state)
     t_status(open_with_key_file(f->dir, path), SP_ERR_PERMISSION);
     chmod(path, 0600);
     t_spew(path, key1, 31);
+    t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
+    t_spew(path, (const unsigned char *)"00112233445566778899aabbccddeeff", 32); /* a 128-bit hex key */
+    t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "32 bytes of text"));
+    t_spew(path, (const unsigned char *)"correct horse battery staple 42\n", 32); /* a passphrase */
     t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
     t_spew(path, (const unsigned char *)"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65);
     t_ok(open_with_key_file(f->dir, path));

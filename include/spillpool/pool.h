@@ -105,7 +105,8 @@ typedef struct sp_config {
     /* Filters for spilled bytes, e.g. "zstd:3,encrypt" (see filter.h); NULL: none. */
     const char *filters;
     /* The encryption key: 32 bytes (copied at open), or a file holding 32 raw bytes or
-     * 64 hex characters, readable by its owner only. key wins over key_file. */
+     * 64 hex characters, readable by its owner only (32 bytes that are all text are
+     * refused: a passphrase or a short hex key, not a raw key). key wins over key_file. */
     const unsigned char *key;
     const char *key_file;
     /* The spill files' pages in the kernel's cache (see sp_page_cache in store.h);

@@ -69,9 +69,16 @@ sp_status sp_parse_size(const char *text, uint64_t *out)
         *out = whole;
         return SP_OK;
     }
+    if (!has_frac) { /* whole units: exact, however large */
+        uint64_t v;
+        SP_RETURN_IF(__builtin_mul_overflow(whole, (uint64_t)u->mult, &v), SP_ERR_INVALID, "size '%s': too large",
+                     text);
+        *out = v;
+        return SP_OK;
+    }
     double v = ((double)whole + frac) * u->mult;
     SP_RETURN_IF(v >= 18446744073709551615.0, SP_ERR_INVALID, "size '%s': too large", text);
-    *out = (uint64_t)llround(v);
+    *out = (uint64_t)(v + 0.5); /* not llround: a long long stops at 2^63 */
     return SP_OK;
 }
 

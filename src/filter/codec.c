@@ -488,6 +488,13 @@ static sp_status sp_key_parse(const char *path, const unsigned char *buf, size_t
                               unsigned char key[SP_KEY_BYTES])
 {
     if (len == SP_KEY_BYTES) {
+        /* 32 bytes that are all text are a passphrase or half a hex key, not a raw key:
+         * random bytes are all printable with odds of about 1 in 10^14. */
+        size_t text = 0;
+        for (size_t i = 0; i < len; i++) text += (buf[i] >= 0x20 && buf[i] < 0x7f) || buf[i] == '\n' || buf[i] == '\t';
+        SP_RETURN_IF(text == len, SP_ERR_INVALID,
+                     "key file %s: 32 bytes of text, not a raw key; want 32 random bytes or 64 hex characters",
+                     path);
         memcpy(key, buf, SP_KEY_BYTES);
         return SP_OK;
     }
