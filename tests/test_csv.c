@@ -134,13 +134,16 @@ static void malformed_input_names_line_and_column(void **state)
 {
     (void)state;
     parse_fails("", NULL, "empty file");
-    parse_fails("a,b\n1,2\n3\n", NULL, "line 3: 1 fields, the header has 2");
+    parse_fails("a,b\n1,2\n3\n", NULL, "line 3, field 2 (column 2): the record ends with 1 fields, the header has 2");
+    parse_fails("a,b,c\n1,2,3\n\"x\ny\",5\r\n", NULL, /* the end of a record over two lines */
+                "line 4, field 3 (column 5): the record ends with 2 fields, the header has 3");
+    parse_fails("a,b,c\n1,2,3\n4,5", NULL, "line 3, field 3 (column 4): the record ends with 2 fields");
     parse_fails("a,b\n1,2,3\n", NULL, "line 2, field 3 (column 5): more fields than the header's");
     parse_fails("a,b\n1,\"open\n\nstill open\n", NULL, "line 2, field 2 (column 3): unterminated quote");
     parse_fails("a,b\n\"q\"x,1\n", NULL, "line 2, field 1 (column 4): text after a closing quote");
     parse_fails("a,b\n1,ab\"c\n", NULL, "line 2, field 2 (column 5): a quote inside an unquoted field");
     /* line numbers count breaks inside quotes */
-    parse_fails("a,b\n\"x\ny\",1\n2\n", NULL, "line 4: 1 fields");
+    parse_fails("a,b\n\"x\ny\",1\n2\n", NULL, "line 4, field 2 (column 2): the record ends with 1 fields");
     sp_csv_options q = {.delim = '"'};
     sp_table *t = NULL;
     t_status(sp_csv_parse("a", 1, &q, "t.csv", &t), SP_ERR_INVALID);
@@ -369,8 +372,8 @@ static void chunks_split_at_record_boundaries(void **state)
     for (unsigned n = 1; n <= 9; n++) {
         sp_table *bad = NULL;
         t_status(sp__csv_parse_chunks(t.s, t.len, NULL, "t.csv", n, &bad), SP_ERR_CORRUPT);
-        char want[64];
-        snprintf(want, sizeof want, "line %zu: 2 fields, the header has 3", lines);
+        char want[96];
+        snprintf(want, sizeof want, "line %zu, field 3 (column 6): the record ends with 2 fields", lines);
         if (!strstr(sp_last_error(), want)) fail_msg("%u chunks: \"%s\" lacks \"%s\"", n, sp_last_error(), want);
     }
     free(t.s);

@@ -812,7 +812,7 @@ static int sp_records(sp_chunk *ch, size_t pos)
     while (pos < limit) {
         if (ch->rows == ch->cap && sp_grow_rows(ch, ch->cap * 2) != 0)
             return sp_fail_at(ch, SP_E_NOMEM, pos, 0, NULL, 0);
-        const uint64_t row = ch->rows, rec_line = ch->line;
+        const uint64_t row = ch->rows;
         sp_build *b = ch->b;
         uint32_t c = 0;
         for (;; c++) {
@@ -899,8 +899,13 @@ static int sp_records(sp_chunk *ch, size_t pos)
             ch->line_start = pos;
             break;
         }
-        if (c + 1 != ncols) {
-            ch->err = (sp_err){.kind = SP_E_FIELD_COUNT, .field = c + 1, .line = rec_line};
+        if (c + 1 != ncols) { /* named where the record ends: the missing field's place */
+            int newline = pos > 0 && pos <= len && ch->line_start == pos && buf[pos - 1] == '\n';
+            size_t end = newline ? pos - 1 : pos, ls;
+            if (newline && end > 0 && buf[end - 1] == '\r') end--;
+            for (ls = end; ls > 0 && buf[ls - 1] != '\n';) ls--;
+            ch->err = (sp_err){.kind = SP_E_FIELD_COUNT, .field = c + 1, .pos = end, .line_start = ls,
+                               .line = newline ? ch->line - 1 : ch->line};
             return -1;
         }
         ch->rows++;
@@ -948,9 +953,11 @@ static sp_status sp_report(const sp_chunk *ch)
     const char *msg = "";
     sp_status st = SP_ERR_CORRUPT;
     switch (e->kind) {
-    case SP_E_FIELD_COUNT:
-        return sp__fail(SP_ERR_CORRUPT, "%s: line %llu: %u fields, the header has %u", cx->what,
-                        (unsigned long long)line, e->field, cx->ncols);
+    case SP_E_FIELD_COUNT: {
+        char few[96];
+        snprintf(few, sizeof few, "the record ends with %u fields, the header has %u", e->field, cx->ncols);
+        return sp_at_value(cx->what, line, e->line_start, e->pos, e->field, SP_ERR_CORRUPT, few, NULL, 0);
+    }
     case SP_E_NOMEM:
         return sp__fail(SP_ERR_NOMEM, "%s: line %llu: out of memory", cx->what, (unsigned long long)line);
     case SP_E_TOO_MANY_STRINGS:
