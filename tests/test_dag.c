@@ -564,6 +564,68 @@ static void test_many_threads_spawn_and_fetch(void **state)
     t_dagfx_close(f);
 }
 
+static sp_status fn_nap(sp_task_ctx *c, void *u)
+{
+    (void)u;
+    usleep(50000);
+    set_u64(c, 1, 8);
+    return SP_OK;
+}
+
+/* A task whose inputs the read-ahead could not pin goes back to the queue; the one
+ * worker went idle while it was being staged, and must be woken for it: the fetch
+ * and the close return (they hung). */
+static void test_task_put_back_by_read_ahead_still_runs(void **state)
+{
+    (void)state;
+    for (int close_mode = 0; close_mode < 2; close_mode++) {
+        char *dir = t_tmpdir();
+        t_store store;
+        t_store_init(&store, dir);
+        sp_pool *p = t_pool_on(&store, 1 << 20, 64 << 20, SP_POLICY_LRU);
+        sp_dag *d;
+        t_ok(sp_dag_open(&d, p, &(sp_dag_options){1, 1})); /* one worker, read-ahead of one task */
+        sp_ref r1 = t_put(p, 300000, 1), r2 = t_put(p, 500000, 2), x = t_put(p, 400000, 3); /* r1 to disk */
+        const void *xo;
+        t_ok(sp_pin_read(p, x, &xo)); /* the caller holds 400 KB a while */
+        atomic_store(&store.read_delay_ms, 200);
+        sp_task *b, *t;
+        t_ok(sp_spawn(d, fn_nap, NULL, 0, NULL, NULL, &b)); /* the worker is busy for 50 ms */
+        usleep(5000);
+        /* The read-ahead takes t: r1 is read (200 ms), b ends and the worker goes
+         * idle; then r2 does not fit, and t goes back to the queue. */
+        t_ok(sp_spawn(d, fn_sum, NULL, 2, (sp_arg[]){sp_arg_ref(r1), sp_arg_ref(r2)}, NULL, &t));
+        alarm(30); /* a hang ends the test */
+        if (!close_mode) {
+            usleep(400000);
+            t_ok(sp_unpin(p, x));
+            atomic_store(&store.read_delay_ms, 0);
+            sp_ref res;
+            sp_status st = sp_fetch(d, t, &res);
+            if (st == SP_OK) t_ok(sp_release(p, res));
+            else assert_int_equal(st, SP_ERR_MEMORY_FULL); /* it ran, while the caller still held x */
+            sp_task_release(d, t);
+            sp_task_release(d, b);
+            t_ok(sp_dag_close(d));
+        } else {
+            usleep(100000); /* r1 is being read */
+            sp_task_release(d, t);
+            sp_task_release(d, b);
+            t_ok(sp_dag_close(d)); /* cancels t, which is back in the queue, and waits */
+            t_ok(sp_unpin(p, x));
+        }
+        alarm(0);
+        atomic_store(&store.read_delay_ms, 0);
+        t_ok(sp_release(p, r1));
+        t_ok(sp_release(p, r2));
+        t_ok(sp_release(p, x));
+        t_ok(sp_pool_close(p));
+        t_store_fini(&store);
+        t_rmrf(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_failure_down_a_long_chain),
         cmocka_unit_test(test_spawn_out_of_memory_keeps_its_inputs),
         cmocka_unit_test(test_many_threads_spawn_and_fetch),
+        cmocka_unit_test(test_task_put_back_by_read_ahead_still_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

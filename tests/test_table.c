@@ -314,6 +314,36 @@ static void test_iterate_with_and_without_readahead(void **state)
     t_dagfx_close(f);
 }
 
+/* Read-ahead that does not fit under the bound gives way instead of failing the
+ * iteration: 3 ahead of about 72 KB each, and "as many as you like", under 200 KB. */
+static void test_readahead_over_the_bound_gives_way(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(200 << 10, 0, 0);
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 12, gen, NULL, 100 << 10, &t));
+    sp_dag_wait(f->d);
+    static const unsigned ahead[] = {3, 4294967295u};
+    for (unsigned k = 0; k < 2; k++)
+        for (int round = 0; round < 3; round++) {
+            sp_dtable_iter *it;
+            t_ok(sp_dtable_iter_open(t, ahead[k], &it));
+            uint32_t i = 0;
+            for (const sp_table *p;; i++) {
+                t_ok(sp_dtable_iter_next(it, &p));
+                if (!p) break;
+                assert_int_equal(p->cols[0].i64[17], v_id(i, 17));
+            }
+            assert_int_equal(i, 12);
+            sp_dtable_iter_close(it);
+        }
+    sp_stats s;
+    t_ok(sp_pool_stats(f->p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
 static void test_failed_partition_reported_to_reader(void **state)
 {
     (void)state;
@@ -820,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_reduce_matches_reference),
         cmocka_unit_test(test_group_by_numeric_keys),
         cmocka_unit_test(test_iterate_with_and_without_readahead),
+        cmocka_unit_test(test_readahead_over_the_bound_gives_way),
         cmocka_unit_test(test_failed_partition_reported_to_reader),
         cmocka_unit_test(test_bad_operations_rejected),
         cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),

@@ -181,8 +181,11 @@ sp_status sp_dtable_fetch(sp_dtable *t, sp_table **out);
 
 /* Partitions one by one, in order, holding one (plus the read-ahead) at a time. */
 typedef struct sp_dtable_iter sp_dtable_iter;
-/* readahead: partitions pinned ahead of the caller by helper threads (0: none), one
- * per core at most, so restores run side by side. */
+/* readahead: partitions pinned ahead of the caller by helper threads (0: none; at
+ * most 64, more is taken as 64), one per core at most, so restores run side by side.
+ * When a partition read ahead does not fit under the memory bound, the read-ahead
+ * gives way: the helpers stop and let go of their pins, and the iteration goes on
+ * without them. */
 sp_status sp_dtable_iter_open(sp_dtable *t, unsigned readahead, sp_dtable_iter **out);
 /* *part is the next partition (read only, valid until the next call), or NULL at
  * the end. Errors: the partition's. */

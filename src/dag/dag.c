@@ -377,6 +377,7 @@ static int sp_stage(sp_dag *d, sp_task *t, int ahead)
         t->state = T_READY;
         sp_q_push(&d->ready, t, 1);
         d->stager_hold = d->ended;
+        sp_wake_workers(d); /* they may all have gone idle while it was staged */
         return 0;
     }
     if (st == SP_ERR_MEMORY_FULL) {

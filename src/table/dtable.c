@@ -641,6 +641,7 @@ typedef struct {
 } sp_slot;
 
 #define SP_ITER_THREADS 4
+#define SP_ITER_AHEAD_MAX 64 /* partitions read ahead at most: more is taken as this */
 
 struct sp_dtable_iter {
     sp_dtable *t;
@@ -691,14 +692,30 @@ static void *sp_iter_thread(void *arg)
         it->slots[i % (it->ahead + 1)] = s;
         pthread_cond_broadcast(&it->c);
         pthread_mutex_unlock(&it->m);
-        if (s.st != SP_OK) break; /* the caller stops at this partition */
+        if (s.st != SP_OK) break; /* the caller stops at this partition, or reads on alone */
     }
     return NULL;
+}
+
+/* Stop the helpers and let go of what they pinned ahead; the caller reads on alone. */
+static void sp_iter_stop_helpers(sp_dtable_iter *it, unsigned started)
+{
+    pthread_mutex_lock(&it->m);
+    it->stop = 1;
+    pthread_cond_broadcast(&it->c);
+    pthread_mutex_unlock(&it->m);
+    for (unsigned k = 0; k < started; k++) pthread_join(it->th[k], NULL);
+    for (unsigned k = 0; k <= it->ahead; k++)
+        if (it->slots[k].done && it->slots[k].st == SP_OK) sp_unpin_part(it->pool, it->slots[k].ref);
+    memset(it->slots, 0, (it->ahead + 1) * sizeof *it->slots);
+    it->stop = 0;
+    it->nth = 0;
 }
 
 sp_status sp_dtable_iter_open(sp_dtable *t, unsigned readahead, sp_dtable_iter **out)
 {
     SP_RETURN_IF(!t || !out, SP_ERR_INVALID, "sp_dtable_iter_open: NULL argument");
+    if (readahead > SP_ITER_AHEAD_MAX) readahead = SP_ITER_AHEAD_MAX;
     sp_dtable_iter *it = sp__calloc(1, sizeof *it);
     if (it) it->slots = sp__calloc(readahead + 1, sizeof *it->slots);
     if (!it || !it->slots) {
@@ -725,20 +742,9 @@ sp_status sp_dtable_iter_open(sp_dtable *t, unsigned readahead, sp_dtable_iter *
             break;
         }
     }
-    if (started < want) {
-        /* Fewer helpers than planned would leave partitions nobody reads: stop them
-         * and read in the caller's thread instead. */
-        pthread_mutex_lock(&it->m);
-        it->stop = 1;
-        pthread_cond_broadcast(&it->c);
-        pthread_mutex_unlock(&it->m);
-        for (unsigned k = 0; k < started; k++) pthread_join(it->th[k], NULL);
-        for (unsigned k = 0; k <= it->ahead; k++)
-            if (it->slots[k].done && it->slots[k].st == SP_OK) sp_unpin_part(it->pool, it->slots[k].ref);
-        memset(it->slots, 0, (it->ahead + 1) * sizeof *it->slots);
-        it->stop = 0;
-        it->nth = 0;
-    }
+    /* Fewer helpers than planned would leave partitions nobody reads: stop them and
+     * read in the caller's thread instead. */
+    if (started < want) sp_iter_stop_helpers(it, started);
     *out = it;
     return SP_OK;
 }
@@ -762,6 +768,12 @@ sp_status sp_dtable_iter_next(sp_dtable_iter *it, const sp_table **part)
         s = *w;
         w->done = 0;
         pthread_mutex_unlock(&it->m);
+        if (s.st == SP_ERR_MEMORY_FULL) {
+            /* Reading ahead does not fit under the bound: it gives way. The helpers
+             * stop and let go of their pins, and the caller reads on alone. */
+            sp_iter_stop_helpers(it, it->nth);
+            sp_iter_pin(it, it->next, &s);
+        }
     }
     pthread_mutex_lock(&it->m);
     it->next++;
@@ -781,16 +793,7 @@ void sp_dtable_iter_close(sp_dtable_iter *it)
 {
     if (!it) return;
     if (it->held != SP_REF_NULL) sp_unpin_part(it->pool, it->held);
-    if (it->nth) {
-        pthread_mutex_lock(&it->m);
-        it->stop = 1;
-        pthread_cond_broadcast(&it->c);
-        pthread_mutex_unlock(&it->m);
-        for (unsigned k = 0; k < it->nth; k++) pthread_join(it->th[k], NULL);
-        /* Partitions pinned ahead that the caller never took. */
-        for (unsigned k = 0; k <= it->ahead; k++)
-            if (it->slots[k].done && it->slots[k].st == SP_OK) sp_unpin_part(it->pool, it->slots[k].ref);
-    }
+    if (it->nth) sp_iter_stop_helpers(it, it->nth); /* and the partitions pinned ahead the caller never took */
     pthread_mutex_destroy(&it->m);
     pthread_cond_destroy(&it->c);
     sp_dtable_free(it->t);
