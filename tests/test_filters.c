@@ -137,14 +137,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void path_of(sp_pool *p, sp_ref r, char *out)
-{
-    sp_ref_info info;
-    t_ok(sp_ref_query(p, r, &info));
-    assert_int_equal(info.tier, SP_TIER_DISK);
-    strcpy(out, info.path);
-}
-
 /* Put a copy of b under chain, push it out, pin it back and compare. */
 static void round_trip(sp_pool *p, const char *chain, const sp_bytes *b)
 {
@@ -249,7 +241,7 @@ static void chain_applies_left_to_right(void **state)
     t_ok(sp_put(f->p, b, &sp_bytes_type, NULL, &r));
     push_out(f->p);
     char path[512];
-    path_of(f->p, r, path);
+    t_disk_path(f->p, r, path, sizeof path);
     size_t len;
     unsigned char *file = t_slurp(path, &len);
     uint32_t hlen = file[8] | (uint32_t)file[9] << 8 | (uint32_t)file[10] << 16 | (uint32_t)file[11] << 24;
@@ -312,7 +304,7 @@ static void wrong_key_is_an_auth_error_and_loses_nothing(void **state)
     t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
     push_out(f->p);
     char path[512];
-    path_of(f->p, r, path);
+    t_disk_path(f->p, r, path, sizeof path);
     t_ok(sp_pool_set_key(f->p, key2));
     void *o;
     t_status(sp_pin(f->p, r, &o), SP_ERR_AUTH);
@@ -337,7 +329,7 @@ static void corrupt_every_byte(sp_pool *p, const char *chain, size_t size)
     t_ok(sp_put(p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
     push_out(p);
     char path[512];
-    path_of(p, r, path);
+    t_disk_path(p, r, path, sizeof path);
     size_t len;
     unsigned char *orig = t_slurp(path, &len);
     static const unsigned char masks[] = {0x01, 0x80, 0xff};
@@ -433,7 +425,7 @@ static void disk_bound_counts_bytes_after_filters(void **state)
     t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
     push_out(f->p);
     char path[512];
-    path_of(f->p, r, path);
+    t_disk_path(f->p, r, path, sizeof path);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     sp_stats s;
@@ -482,7 +474,7 @@ static void small_objects_are_stored_plain(void **state)
     sp_ref r = t_put(f->p, 20, 4);
     push_out(f->p);
     char path[512];
-    path_of(f->p, r, path);
+    t_disk_path(f->p, r, path, sizeof path);
     size_t len;
     unsigned char *file = t_slurp(path, &len);
     uint32_t hlen = file[8] | (uint32_t)file[9] << 8;
@@ -644,7 +636,7 @@ static void error_in_a_parallel_frame_names_it(void **state)
         t_ok(sp_put(f->p, sp_bytes_from(d->data, d->len), &sp_bytes_type, NULL, &r));
         push_out(f->p);
         char path[512];
-        path_of(f->p, r, path);
+        t_disk_path(f->p, r, path, sizeof path);
         size_t len;
         unsigned char *file = t_slurp(path, &len);
         /* Walk to frame 2 and change a byte in the middle of its payload. */

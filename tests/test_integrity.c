@@ -18,29 +18,7 @@
 static const unsigned char key1[32] = "0123456789abcdef0123456789abcdef";
 static const unsigned char key2[32] = "fedcba9876543210fedcba9876543210";
 
-typedef struct {
-    char *dir;
-    sp_pool *p;
-} fix;
-
-static int setup(void **state)
-{
-    fix *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    f->dir = t_tmpdir();
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fix *f = *state;
-    if (f->p) t_ok(sp_pool_close(f->p));
-    t_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
+typedef t_fix fix;
 
 static sp_pool *open_with(fix *f, uint64_t mem, uint64_t disk, const char *filters)
 {
@@ -50,14 +28,6 @@ static sp_pool *open_with(fix *f, uint64_t mem, uint64_t disk, const char *filte
     c.key = key1;
     t_ok(sp_pool_open(&f->p, &c));
     return f->p;
-}
-
-static void path_of(sp_pool *p, sp_ref r, char *out, size_t cap)
-{
-    sp_ref_info info;
-    t_ok(sp_ref_query(p, r, &info));
-    assert_int_equal(info.tier, SP_TIER_DISK);
-    snprintf(out, cap, "%s", info.path);
 }
 
 /* Under LRU with a 1 MiB bound, a put of OBJ bytes sends the oldest object to disk. */
@@ -95,8 +65,8 @@ static void a_file_from_another_object_is_refused(void **state)
         assert_int_equal(t_tier(p, a), SP_TIER_DISK);
         assert_int_equal(t_tier(p, b), SP_TIER_DISK);
         char pa[600], pb[600];
-        path_of(p, a, pa, sizeof pa);
-        path_of(p, b, pb, sizeof pb);
+        t_disk_path(p, a, pa, sizeof pa);
+        t_disk_path(p, b, pb, sizeof pb);
         swap_files(pa, pb);
         void *o;
         t_status(sp_pin(p, a, &o), SP_ERR_CORRUPT);
@@ -124,8 +94,8 @@ static void a_clean_copy_whose_file_changed_is_written_again(void **state)
         sp_ref a = t_put(p, OBJ, 10 + (unsigned)round), b = t_put(p, OBJ, 20);
         push_out(p, 30);
         char pa[600], pb[600];
-        path_of(p, a, pa, sizeof pa);
-        path_of(p, b, pb, sizeof pb);
+        t_disk_path(p, a, pa, sizeof pa);
+        t_disk_path(p, b, pb, sizeof pb);
         const void *o;
         t_ok(sp_pin_read(p, a, &o)); /* back in memory, its file kept: a clean copy */
         t_ok(sp_unpin(p, a));
@@ -165,7 +135,7 @@ static void close_rewrites_a_retained_file_that_vanished(void **state)
     push_out(p, 40);
     push_out(p, 41);
     char pa[600];
-    path_of(p, a, pa, sizeof pa);
+    t_disk_path(p, a, pa, sizeof pa);
     const void *o;
     t_ok(sp_pin_read(p, a, &o));
     t_ok(sp_unpin(p, a));
@@ -224,7 +194,7 @@ static void a_fifo_in_place_of_a_file_does_not_hang(void **state)
     sp_ref a = t_put(p, OBJ, 50);
     push_out(p, 51);
     char pa[600], saved[700];
-    path_of(p, a, pa, sizeof pa);
+    t_disk_path(p, a, pa, sizeof pa);
     snprintf(saved, sizeof saved, "%s.saved", pa);
     assert_int_equal(rename(pa, saved), 0);
     assert_int_equal(mkfifo(pa, 0600), 0);
@@ -313,7 +283,7 @@ static void a_relative_dir_survives_a_chdir(void **state)
     unsetenv("SPILLPOOL_DIR");
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, t_fix_setup, t_fix_teardown)
 
 int main(void)
 {

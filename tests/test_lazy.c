@@ -10,29 +10,17 @@
 #include "common/testing.h"
 #include "testlib.h"
 
-typedef struct {
-    char *dir;
-    sp_pool *p;
-} fix;
+typedef t_fix fix;
 
 static int setup(void **state)
 {
-    fix *f = calloc(1, sizeof *f);
-    f->dir = t_tmpdir();
+    if (t_fix_setup(state) != 0) return -1;
+    fix *f = *state;
     f->p = t_pool(f->dir, 1000, 100000, SP_POLICY_LRU);
-    *state = f;
     return 0;
 }
 
-static int teardown(void **state)
-{
-    fix *f = *state;
-    if (f->p) t_ok(sp_pool_close(f->p));
-    t_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
+#define teardown t_fix_teardown
 
 /* dir/name holding len bytes of pattern seed; returns the path (free it). */
 static char *source(const char *dir, const char *name, size_t len, unsigned seed)

@@ -134,6 +134,33 @@ void t_check(sp_pool *p, sp_ref r, size_t len, unsigned seed)
     t_ok(sp_unpin(p, r));
 }
 
+void t_disk_path(sp_pool *p, sp_ref r, char *out, size_t cap)
+{
+    sp_ref_info info;
+    t_ok(sp_ref_query(p, r, &info));
+    assert_int_equal(info.tier, SP_TIER_DISK);
+    if ((size_t)snprintf(out, cap, "%s", info.path) >= cap) fail_msg("path %s too long", info.path);
+}
+
+int t_fix_setup(void **state)
+{
+    t_fix *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->dir = t_tmpdir();
+    *state = f;
+    return 0;
+}
+
+int t_fix_teardown(void **state)
+{
+    t_fix *f = *state;
+    if (f->p) t_ok(sp_pool_close(f->p));
+    t_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
 sp_tier t_tier(sp_pool *p, sp_ref r)
 {
     sp_ref_info info;

@@ -41,6 +41,19 @@ sp_tier t_tier(sp_pool *p, sp_ref r);
 void t_touch(sp_pool *p, sp_ref r);
 void t_sleep_ms(int ms);
 
+/* The path of r's file; r must be on disk. */
+void t_disk_path(sp_pool *p, sp_ref r, char *out, size_t cap);
+
+/* A fresh directory and a pool on it (or none yet), for cmocka fixtures whose state is
+ * a t_fix: setup makes the directory and leaves the pool NULL; teardown closes the
+ * pool if open and removes the directory. */
+typedef struct t_fix {
+    char *dir;
+    sp_pool *p;
+} t_fix;
+int t_fix_setup(void **state);
+int t_fix_teardown(void **state);
+
 /* A pool on a fresh directory (on-demand eviction, MRU) with a dag on it. */
 typedef struct t_dagfx {
     char *dir;
