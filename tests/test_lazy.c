@@ -251,6 +251,44 @@ static void a_parsed_copy_follows_its_source(void **state)
     free(a);
 }
 
+/* A parsed copy that is deleted or damaged is a cache miss, not an error: the
+ * unchanged source is loaded again, and the pool writes a fresh copy later. */
+static void a_lost_parsed_copy_loads_the_source(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 300, 1);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.cache_parsed = 1}, &r));
+    check_read(f->p, r, 300, 1);
+    for (int damage = 0; damage < 2; damage++) {
+        push_out(f);
+        char path[4096];
+        t_disk_path(f->p, r, path, sizeof path);
+        if (damage) { /* a byte of the payload flipped: the frame's checksum fails */
+            FILE *fp = fopen(path, "r+b");
+            assert_non_null(fp);
+            assert_int_equal(fseek(fp, -10, SEEK_END), 0);
+            int ch = fgetc(fp);
+            assert_int_equal(fseek(fp, -10, SEEK_END), 0);
+            fputc(ch ^ 0x40, fp);
+            fclose(fp);
+        } else {
+            assert_int_equal(unlink(path), 0);
+        }
+        uint64_t loads = stats(f->p).lazy_loads;
+        check_read(f->p, r, 300, 1);
+        assert_int_equal(stats(f->p).lazy_loads, loads + 1);
+        assert_int_equal(t_tier(f->p, r), SP_TIER_MEMORY);
+    }
+    push_out(f); /* a new copy, read back without loading */
+    uint64_t loads = stats(f->p).lazy_loads;
+    check_read(f->p, r, 300, 1);
+    assert_int_equal(stats(f->p).lazy_loads, loads);
+    t_ok(sp_release(f->p, r));
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
+    free(a);
+}
+
 /* A registered object changed through a mutable pin is its own data from then on:
  * spilled and read back, it is not checked against (or replaced by) its source. */
 static void a_changed_object_is_not_its_source_again(void **state)
@@ -657,6 +695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(clean_eviction_drops_without_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(a_changed_object_is_spilled_and_the_source_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_parsed_spills_instead_of_dropping, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_lost_parsed_copy_loads_the_source, setup, teardown),
         cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),

@@ -224,7 +224,8 @@ typedef struct sp_lazy_options {
     /* Eviction writes the loaded (parsed) object to the spill directory, for loaders
      * whose parse costs more than reading the source again (0: drop it, re-read).
      * The source is still checked (stat, or the methods' open) before the copy is
-     * read back: stale, reloaded or not found as without it. */
+     * read back: stale, reloaded or not found as without it. A copy that is gone or
+     * fails its checks is a cache miss: the unchanged source is loaded again. */
     int cache_parsed;
     /* Handles are read through these methods; NULL: handles are file paths. */
     const sp_source_methods *source;

@@ -984,6 +984,15 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
         st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
                              &data);
     else if (st == SP_OK) st = sp_read_object(p, o, &data);
+    /* A parsed copy that is gone or damaged is only a cache: the source, checked
+     * unchanged above, is loaded again and the copy dropped. */
+    if (copy_of_source && !from_source &&
+        (st == SP_ERR_NOT_FOUND || st == SP_ERR_CORRUPT || st == SP_ERR_IO || st == SP_ERR_AUTH ||
+         st == SP_ERR_PERMISSION)) {
+        from_source = drop_copy = 1;
+        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
+                             &data);
+    }
     int removed = 0;
     if (st == SP_OK && (drop_copy || (!o->retain && !from_source && mutable))) {
         /* Exclusive tiers: the file goes once the object is back in memory (a pin
