@@ -52,8 +52,10 @@ static void types_are_inferred(void **state)
     assert_string_equal(str_at(t, 2, 1), "beta");
     assert_int_equal(t->cols[3].type, SP_COL_DOUBLE); /* 3 then 1.5: widened; empty is NaN */
     assert_true(t->cols[3].f64[0] == 3.0 && t->cols[3].f64[1] == 1.5 && isnan(t->cols[3].f64[2]));
-    assert_int_equal(t->cols[4].type, SP_COL_DOUBLE); /* past int64: a double */
-    assert_true(t->cols[4].f64[2] == 1000.0);
+    /* past int64: no number type holds it exactly, so the column keeps the text */
+    assert_int_equal(t->cols[4].type, SP_COL_STRING);
+    assert_string_equal(str_at(t, 4, 0), "9223372036854775807");
+    assert_string_equal(str_at(t, 4, 1), "99999999999999999999");
     assert_int_equal(sp_table_column(t, "name"), 2);
     assert_int_equal(sp_table_column(t, "nope"), -1);
     assert_true(t->bytes > 3 * 5 * 4);
@@ -65,6 +67,43 @@ static void types_are_inferred(void **state)
     assert_string_equal(str_at(t, 0, 0), "1");
     assert_string_equal(str_at(t, 0, 2), "x7");
     assert_int_equal(t->cols[0].codes[1], t->cols[0].codes[3]);
+    sp_table_free(t);
+}
+
+/* Inference never changes a value: a column of integers turns double (for a
+ * missing value, a decimal) only if every integer in it is exact as a double (at
+ * most 2^53 in magnitude); else it holds strings. A schema's double takes them. */
+static void inference_keeps_large_integers_exact(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "id,k\n9007199254740993,1\n,2\n",  /* a big one, then a missing value */
+        "id\n1.5\n9007199254740993\n",   /* a decimal, then a big integer */
+        "id\n9007199254740993\n0.5\n",   /* a big integer, then a decimal */
+        "id\n-9007199254740993\n2.5\n",  /* negative */
+        "id\n12\n123456789012345678901\n", /* past int64 */
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        sp_table *t = parse_ok(texts[i], NULL);
+        assert_int_equal(t->cols[0].type, SP_COL_STRING);
+        sp_table_free(t);
+    }
+    sp_table *t = parse_ok("id\n9007199254740992\n-9007199254740992\n\n1.5\n", NULL); /* 2^53: exact */
+    assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
+    assert_true(t->cols[0].f64[0] == 9007199254740992.0 && t->cols[0].f64[1] == -9007199254740992.0);
+    sp_table_free(t);
+    t = parse_ok("id\n9007199254740993\n2\n", NULL); /* integers that fit int64 stay int64 */
+    assert_int_equal(t->cols[0].type, SP_COL_INT64);
+    assert_int_equal(t->cols[0].i64[0], 9007199254740993LL);
+    sp_table_free(t);
+    t = parse_ok("x\n1e300\n1234567.125\n", NULL); /* decimals and exponents are doubles as before */
+    assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
+    sp_table_free(t);
+    const sp_col_type dbl = SP_COL_DOUBLE;
+    sp_csv_options o = {.schema = &dbl, .schema_cols = 1};
+    t = parse_ok("id\n1.5\n9007199254740993\n99999999999999999999\n", &o);
+    assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
+    assert_true(t->cols[0].f64[2] == 1e20);
     sp_table_free(t);
 }
 
@@ -444,7 +483,8 @@ static void chunks_agree_on_random_csv(void **state)
 {
     (void)state;
     static const char *vals[] = {"1", "-0", "007", "-17", "3.5", "-0.0", ".5", "1e3", "", "abc", "x y",
-                                 "9223372036854775807", "99999999999999999999", "+4", "12345678", "123456789", "1."};
+                                 "9223372036854775807", "99999999999999999999", "+4", "12345678", "123456789", "1.",
+                                 "9007199254740993", "-9007199254740992"};
     uint64_t x = 0x9E3779B97F4A7C15ull;
 #define RND(n) (x ^= x << 13, x ^= x >> 7, x ^= x << 17, (unsigned)(x % (n)))
     for (int it = 0; it < 300; it++) {
@@ -914,6 +954,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(types_are_inferred),
+        cmocka_unit_test(inference_keeps_large_integers_exact),
         cmocka_unit_test(rfc4180_quoting),
         cmocka_unit_test(schemas_are_enforced),
         cmocka_unit_test(malformed_input_names_line_and_column),

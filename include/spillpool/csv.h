@@ -7,8 +7,10 @@
  * are an error. Each column is int64, double, or string; strings are stored
  * dictionary-coded (a code per row into a table of distinct values, like the
  * article's PooledArray). Types are inferred from the data (int64 if every value is
- * an integer, else double if every value is a number, else string) unless a schema
- * is given, in which case a value that does not fit is an error. A number is
+ * an integer that fits, else double if every value is a number and every integer
+ * among them is exact as a double, at most 2^53 in magnitude, else string: no
+ * inferred type changes a value) unless a schema is given, in which case a value
+ * that does not fit is an error (a schema's double takes any number, rounded). A number is
  * decimal: [+-]digits[.digits][(e|E)[+-]digits], with a digit before or after the
  * point ("nan", "inf", hex and spaces are text). An empty value (unquoted or "") is
  * a missing number, NaN, whether the column's type is inferred (a column of

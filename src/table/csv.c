@@ -228,9 +228,13 @@ static int sp_is_decimal(const char *s, size_t n)
     return i == n;
 }
 
+/* Integers past this in magnitude may not be exact as doubles. */
+#define SP_EXACT_INT ((uint64_t)1 << 53)
+
 /* What the fast path leaves: a checked decimal to strtod, on a NUL-terminated copy
- * (on the heap when long: a long value is still a number). 1, 0 if it is not a
- * number (or overflows), -1 if the copy cannot be made. */
+ * (on the heap when long: a long value is still a number). 1; 2 if it is an
+ * integer (no point, no exponent) past 2^53, which the double may not hold exactly;
+ * 0 if it is not a number (or overflows); -1 if the copy cannot be made. */
 static __attribute__((noinline)) int sp_parse_f64_slow(const char *s, size_t n, double *out)
 {
     if (!sp_is_decimal(s, n)) return 0;
@@ -242,6 +246,10 @@ static __attribute__((noinline)) int sp_parse_f64_slow(const char *s, size_t n, 
     errno = 0;
     double v = strtod(tmp, &end);
     int ok = end == tmp + n && !(errno == ERANGE && fabs(v) > 1);
+    int64_t iv; /* judged on the integer written, as the int64 path judges it: a double may round to 2^53 */
+    if (ok && !memchr(tmp, '.', n) && !memchr(tmp, 'e', n) && !memchr(tmp, 'E', n) &&
+        (!sp_parse_i64(tmp, n, &iv) || (uint64_t)iv + SP_EXACT_INT > 2 * SP_EXACT_INT))
+        ok = 2;
     if (tmp != small) sp__free(tmp);
     if (ok) *out = v;
     return ok;
@@ -249,7 +257,7 @@ static __attribute__((noinline)) int sp_parse_f64_slow(const char *s, size_t n, 
 
 /* Decimal numbers with at most 15 significant digits and no exponent are exact as
  * (integer / power of ten) with both below 2^53 and 10^22: the fast path. The rest
- * go to sp_parse_f64_slow. 1, 0 (not a number) or -1 (out of memory). */
+ * go to sp_parse_f64_slow. Returns as that does. */
 static inline int sp_parse_f64(const char *s, size_t n, double *out)
 {
     size_t i = 0;
@@ -503,6 +511,9 @@ typedef struct sp_build {
     /* An int64 value was written "-0": a conversion to double gives 0.0 where a
      * parse as double gives -0.0, so the merge must know (see sp_settle_types). */
     int negzero;
+    /* An int64 value past 2^53 in magnitude was seen: as a double it could change,
+     * so inference makes the column string rather than double. */
+    int big;
     /* vals points into the parse's shared array of the column (the chunk's region of
      * it): not freed with the builder, and moved out to its own block to grow. */
     int borrowed;
@@ -850,9 +861,10 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 if (sp_int_fast(cx, s, n, &v)) {
                     ((int64_t *)bc->vals)[row] = v;
                     bc->negzero |= (v == 0) & (s[0] == '-'); /* no branch: 0 is common, e.g. in flags */
+                    bc->big |= (uint64_t)v + SP_EXACT_INT > 2 * SP_EXACT_INT;
                 } else if (fixed) { /* an empty one too: an int64 has no missing value */
                     return sp_fail_at(ch, SP_E_NOT_INT, at, c, s, n);
-                } else if (n == 0 || (f = sp_f64_fast(cx, s, n, &d)) > 0) { /* widen in place: same width */
+                } else if (!bc->big && (n == 0 || (f = sp_f64_fast(cx, s, n, &d)) == 1)) { /* widen in place */
                     int64_t *iv = bc->vals;
                     double *dv = bc->vals;
                     for (uint64_t r = 0; r < row; r++) dv[r] = (double)iv[r];
@@ -860,7 +872,7 @@ static int sp_records(sp_chunk *ch, size_t pos)
                     dv[row] = n == 0 ? NAN : d;
                 } else if (f < 0) {
                     return sp_fail_at(ch, SP_E_NOMEM, at, c, NULL, 0);
-                } else {
+                } else { /* text, or a number the column's integers would not all survive as doubles */
                     ch->init[c] = SP_COL_STRING;
                     return 1;
                 }
@@ -870,7 +882,7 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 /* Empty is missing, NaN, with a schema too: a schema is how later files
                  * and re-parses of a file read it, and they must take what inference took. */
                 if (n == 0) ((double *)bc->vals)[row] = NAN;
-                else if ((f = sp_f64_fast(cx, s, n, &d)) > 0) ((double *)bc->vals)[row] = d;
+                else if ((f = sp_f64_fast(cx, s, n, &d)) == 1 || (f == 2 && fixed)) ((double *)bc->vals)[row] = d;
                 else if (f < 0) return sp_fail_at(ch, SP_E_NOMEM, at, c, NULL, 0);
                 else if (fixed) return sp_fail_at(ch, SP_E_NOT_DOUBLE, at, c, s, n);
                 else {
@@ -1003,8 +1015,12 @@ static int sp_settle_types(sp_chunk *ch, unsigned n, uint32_t ncols, sp_col_type
     for (int round = 0; rc == 0; round++) {
         for (uint32_t c = 0; c < ncols; c++) {
             final[c] = SP_COL_INT64;
-            for (unsigned k = 0; k < n; k++)
+            int big = 0;
+            for (unsigned k = 0; k < n; k++) {
                 if (ch[k].b[c].type > final[c]) final[c] = ch[k].b[c].type;
+                big |= ch[k].b[c].type == SP_COL_INT64 && ch[k].b[c].big;
+            }
+            if (final[c] == SP_COL_DOUBLE && big) final[c] = SP_COL_STRING; /* as in one chunk */
         }
         memset(dbl_before, 0, ncols ? ncols : 1);
         unsigned nredo = 0;
