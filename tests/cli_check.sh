@@ -33,7 +33,7 @@ lazy=$(TMPDIR="$dir" SPILLPOOL_DIR="$dir" "$cli" bench lazy --files 300 --runs 2
 need "$lazy" files ns_per_file files_opened
 case "$lazy" in *'"files_opened":24,'*) ;; *) echo "one day must open 24 files: $lazy" >&2; exit 1 ;; esac
 csv=$(TMPDIR="$dir" "$cli" bench csv --mb 2 --runs 1 --json)
-need "$csv" wc_l_seconds parse_seconds parse_mb_s parse_vs_wc_l
+need "$csv" wc_l_seconds parse_seconds parse_mb_s parse_vs_wc_l column_bytes touch_seconds read_touch_vs_wc_l
 # bad input: a clear message and a failing status
 if SPILLPOOL_DIR="$dir" SPILLPOOL_FILTERS=zstd:99 "$cli" demo --parts 1 --rows 10 2>"$dir/err"; then
     echo "a bad chain was accepted" >&2; exit 1

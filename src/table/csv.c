@@ -860,8 +860,12 @@ static int sp_records(sp_chunk *ch, size_t pos)
                 int f = 0;
                 if (sp_int_fast(cx, s, n, &v)) {
                     ((int64_t *)bc->vals)[row] = v;
-                    bc->negzero |= (v == 0) & (s[0] == '-'); /* no branch: 0 is common, e.g. in flags */
-                    bc->big |= (uint64_t)v + SP_EXACT_INT > 2 * SP_EXACT_INT;
+                    /* one branch, rarely taken: 0 is common (flags), "-0" and big values are not */
+                    int negzero = (v == 0) & (s[0] == '-'), big = (uint64_t)v + SP_EXACT_INT > 2 * SP_EXACT_INT;
+                    if (__builtin_expect(negzero | big, 0)) {
+                        bc->negzero |= negzero;
+                        bc->big |= big;
+                    }
                 } else if (fixed) { /* an empty one too: an int64 has no missing value */
                     return sp_fail_at(ch, SP_E_NOT_INT, at, c, s, n);
                 } else if (!bc->big && (n == 0 || (f = sp_f64_fast(cx, s, n, &d)) == 1)) { /* widen in place */
