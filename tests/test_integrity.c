@@ -254,6 +254,50 @@ static void a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool(void
     t_ok(sp_release(p, r));
 }
 
+/* The check before a tagged object's first write cannot see a file made after it:
+ * the store's commit then refuses to replace that file. A type whose encode makes
+ * the file stands in for another process doing so at the worst moment. */
+static char race_path[700];
+
+static sp_status racing_encode(const void *obj, sp_writer *w)
+{
+    t_spew(race_path, (const unsigned char *)"theirs\n", 7);
+    return sp_bytes_type.encode(obj, w);
+}
+
+static void a_tag_file_made_during_the_write_is_not_replaced(void **state)
+{
+    fix *f = *state;
+    snprintf(race_path, sizeof race_path, "%s/race.sp", f->dir);
+    sp_type racing = sp_bytes_type;
+    racing.encode = racing_encode;
+    sp_pool *p = open_with(f, 1024 * KB, 64 * 1024 * KB, NULL);
+    sp_bytes *d = sp_bytes_new(OBJ);
+    memset(d->data, 3, OBJ);
+    sp_ref r;
+    t_ok(sp_put(p, d, &racing, &(sp_put_options){.tag = "race.sp", .retain = 1}, &r)); /* no file yet */
+    t_status(sp_release(p, r), SP_ERR_BUSY); /* written on release: the file appeared meanwhile */
+    must_say(race_path);
+    must_say("did not write");
+    size_t n;
+    unsigned char *back = t_slurp(race_path, &n);
+    assert_int_equal(n, 7);
+    assert_memory_equal(back, "theirs\n", 7);
+    free(back);
+    assert_int_equal(t_count_files(sp_pool_session_dir(p)), 0); /* what was written is gone */
+    const void *o; /* the object is still there, unchanged */
+    t_ok(sp_pin_read(p, r, &o));
+    for (size_t i = 0; i < OBJ; i++)
+        if (((const sp_bytes *)o)->data[i] != 3) fail_msg("byte %zu differs", i);
+    t_ok(sp_unpin(p, r));
+    racing.encode = sp_bytes_type.encode; /* the pool holds &racing: a plain encode from now on */
+    assert_int_equal(unlink(race_path), 0);
+    t_ok(sp_release(p, r)); /* now the name is free */
+    back = t_slurp(race_path, &n);
+    assert_true(n > OBJ);
+    free(back);
+}
+
 /* A relative spill directory is made absolute at open: a chdir afterwards neither
  * loses the pool's files nor leaves its session behind. A blank one is refused. */
 static void a_relative_dir_survives_a_chdir(void **state)
@@ -294,6 +338,7 @@ int main(void)
         T(after_a_failed_close_the_written_object_reads_back),
         T(a_fifo_in_place_of_a_file_does_not_hang),
         T(a_tag_does_not_take_the_place_of_a_file_not_written_by_the_pool),
+        T(a_tag_file_made_during_the_write_is_not_replaced),
         T(a_relative_dir_survives_a_chdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -167,7 +167,9 @@ typedef struct sp_put_options {
     /* Nonzero: a file already named tag in the directory, one this pool did not write
      * (a retained file of an earlier run, say), is replaced when the object is first
      * written. By default the put fails with SP_ERR_BUSY naming it, and a spill that
-     * finds one there later fails the same way (the object stays in memory). */
+     * finds one there later fails the same way (the object stays in memory), even one
+     * made while the object is being written (the built-in store puts a tag's first
+     * file in place with link(), which never replaces). */
     int replace;
 } sp_put_options;
 

@@ -36,7 +36,7 @@ const char *sp_page_cache_name(sp_page_cache c); /* "keep", "drop" */
 sp_status sp_parse_page_cache(const char *text, sp_page_cache *out);
 
 typedef struct sp_store_methods {
-    int version; /* 1 */
+    int version; /* 1, or 2 with commit_new */
     /* Create (or truncate) a file for writing. Nothing is visible under `name` in
      * SP_PLACE_KEEP until commit succeeds. */
     sp_status (*create)(void *ctx, const char *name, sp_place place, void **file);
@@ -56,6 +56,13 @@ typedef struct sp_store_methods {
     sp_status (*remove)(void *ctx, const char *name, sp_place place);
     /* Write into buf (cap bytes, NUL-terminated) where name lives, for messages. */
     void (*describe)(void *ctx, const char *name, sp_place place, char *buf, size_t cap);
+    /* Version 2, may be NULL. As commit, for a file created in SP_PLACE_KEEP, but a
+     * file already under that name stays: the commit fails with SP_ERR_BUSY and what
+     * was written is removed, with no moment at which the other file is replaced.
+     * The pool commits a tagged object's first file this way, so that it never takes
+     * the place of a file it did not write; without it, the pool checks before it
+     * writes, and a file created between that check and the commit is replaced. */
+    sp_status (*commit_new)(void *file);
 } sp_store_methods;
 
 /* The built-in directory store. Opening it creates `dir` (mode 0700) if missing,

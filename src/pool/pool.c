@@ -162,24 +162,33 @@ static unsigned char *sp_key_copy(sp_pool *p, unsigned char key[SP_KEY_BYTES])
     return k;
 }
 
-/* A tagged object's first file must not take the place of a file the pool did not
- * write (the caller's, or another pool's), unless the caller said to replace it. Not
- * atomic with the write: a file created between the check and the rename is still
- * replaced. */
-static sp_status sp_tag_free(sp_pool *p, const sp_obj *o)
+/* Whether o's next file is a tagged object's first: it must not take the place of
+ * a file the pool did not write (the caller's, or another pool's), unless the caller
+ * said to replace it. */
+static int sp_tag_first(const sp_obj *o) { return o->tag && !o->has_file && !o->replace; }
+
+static sp_status sp_tag_taken(sp_pool *p, const sp_obj *o)
 {
-    if (!o->tag || o->has_file || o->replace) return SP_OK;
-    void *f;
-    uint64_t size;
-    if (p->m->open(p->sctx, o->tag, SP_PLACE_KEEP, &f, &size) != SP_OK)
-        return SP_OK; /* nothing there (or nothing readable: the write will say) */
-    p->m->close(f);
     char where[600];
     p->m->describe(p->sctx, o->tag, SP_PLACE_KEEP, where, sizeof where);
     return sp__fail(SP_ERR_BUSY,
                     "tag '%s': %s is already there, a file this pool did not write (sp_put_options.replace "
                     "replaces it)",
                     o->tag, where);
+}
+
+/* Checked at put and before the write, for an early answer; the store's commit_new
+ * makes the final step atomic (without it, a file created between this check and the
+ * commit is replaced). */
+static sp_status sp_tag_free(sp_pool *p, const sp_obj *o)
+{
+    if (!sp_tag_first(o)) return SP_OK;
+    void *f;
+    uint64_t size;
+    if (p->m->open(p->sctx, o->tag, SP_PLACE_KEEP, &f, &size) != SP_OK)
+        return SP_OK; /* nothing there (or nothing readable: the write will say) */
+    p->m->close(f);
+    return sp_tag_taken(p, o);
 }
 
 /* Encode o into its file. Called without the lock; o is owned by this thread. */
@@ -206,8 +215,13 @@ static sp_status sp_write_object(sp_pool *p, sp_obj *o, uint64_t *stored, uint64
     unsigned char id[SP_FILE_ID_BYTES];
     memcpy(id, w.file_id, sizeof id);
     sp__writer_cleanup(&w);
-    if (st == SP_OK) st = p->m->commit(f);
-    else p->m->abort(f);
+    if (st == SP_OK && sp_tag_first(o) && p->m->version >= 2 && p->m->commit_new) {
+        if ((st = p->m->commit_new(f)) == SP_ERR_BUSY) st = sp_tag_taken(p, o);
+    } else if (st == SP_OK) {
+        st = p->m->commit(f);
+    } else {
+        p->m->abort(f);
+    }
     if (st != SP_OK) {
         atomic_fetch_sub(&p->disk_used, w.stored_total);
         return sp__wrap(st, "spilling object %llu (%s)", (unsigned long long)o->serial, o->type->name);

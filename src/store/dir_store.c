@@ -278,9 +278,30 @@ static void sp_dir_abort(void *file)
     sp__free(f);
 }
 
-static sp_status sp_dir_commit(void *file)
+/* Move a kept file from its temporary name to its final one. noreplace: a file
+ * already there stays and the move fails with SP_ERR_BUSY. link() does that
+ * atomically (it never replaces); on a file system without hard links the check
+ * and the rename are two steps. */
+static sp_status sp_dir_place(sp_dir_file *f, int noreplace)
 {
-    sp_dir_file *f = file;
+    if (noreplace) {
+        if (link(f->tmp, f->path) == 0) {
+            unlink(f->tmp);
+            return SP_OK;
+        }
+        int e = errno;
+        struct stat st;
+        if (e == EEXIST || lstat(f->path, &st) == 0)
+            return sp__fail(SP_ERR_BUSY, "commit %s: a file is already there", f->path);
+        if (e != EPERM && e != EOPNOTSUPP && e != EMLINK && e != ENOSYS)
+            return sp__fail_errno(SP_OK, e, "link %s to %s", f->tmp, f->path);
+    }
+    if (rename(f->tmp, f->path) != 0) return sp__fail_errno(SP_OK, errno, "rename %s to %s", f->tmp, f->path);
+    return SP_OK;
+}
+
+static sp_status sp_dir_finish(sp_dir_file *f, int noreplace)
+{
     sp_status st = SP_OK;
     /* Kept files must survive a crash; session files die with the session anyway,
      * but reach the disk first when their pages are to be dropped (only clean pages
@@ -292,12 +313,14 @@ static sp_status sp_dir_commit(void *file)
     if (st == SP_OK && drop) sp_drop_pages(f->fd);
     if (close(f->fd) != 0 && st == SP_OK) st = sp__fail_errno(SP_OK, errno, "close %s", f->path); /* always closed */
     f->fd = -1;
-    if (st == SP_OK && f->tmp[0] && rename(f->tmp, f->path) != 0)
-        st = sp__fail_errno(SP_OK, errno, "rename %s to %s", f->tmp, f->path);
+    if (st == SP_OK && f->tmp[0]) st = sp_dir_place(f, noreplace);
     if (st != SP_OK) unlink(f->tmp[0] ? f->tmp : f->path);
     sp__free(f);
     return st;
 }
+
+static sp_status sp_dir_commit(void *file) { return sp_dir_finish(file, 0); }
+static sp_status sp_dir_commit_new(void *file) { return sp_dir_finish(file, 1); }
 
 static sp_status sp_dir_open(void *ctx, const char *name, sp_place place, void **out, uint64_t *size)
 {
@@ -374,7 +397,7 @@ static void sp_dir_describe(void *ctx, const char *name, sp_place place, char *b
 }
 
 const sp_store_methods sp_dir_store_methods = {
-    .version = 1,
+    .version = 2,
     .create = sp_dir_create,
     .write = sp_dir_write,
     .commit = sp_dir_commit,
@@ -384,4 +407,5 @@ const sp_store_methods sp_dir_store_methods = {
     .close = sp_dir_close,
     .remove = sp_dir_remove,
     .describe = sp_dir_describe,
+    .commit_new = sp_dir_commit_new,
 };
