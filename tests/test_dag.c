@@ -66,6 +66,24 @@ static sp_status fn_fail(sp_task_ctx *c, void *u)
     return sp_task_fail(c, SP_ERR_CORRUPT, "bad row %d", 42);
 }
 
+/* Leaves a detail message behind (from a failed call it made and got over), then
+ * succeeds. */
+static sp_status fn_noisy(sp_task_ctx *c, void *u)
+{
+    (void)u;
+    assert_int_equal(sp_filters_check("no-such-filter"), SP_ERR_INVALID);
+    set_u64(c, 1, 8);
+    return SP_OK;
+}
+
+/* Fails without a message of its own. */
+static sp_status fn_quiet_fail(sp_task_ctx *c, void *u)
+{
+    (void)c;
+    (void)u;
+    return SP_ERR_IO;
+}
+
 static sp_status fn_empty(sp_task_ctx *c, void *u)
 {
     (void)c;
@@ -432,6 +450,23 @@ static sp_status fn_spawner(sp_task_ctx *c, void *u)
 
 /* A failure at the head of a long chain reaches its end: ended one by one from a
  * queue, not a stack frame per task (50,000 frames overflowed the stack). */
+/* A function that fails without a message is reported with its status alone, not
+ * with a message an earlier task left on the same worker thread. */
+static void test_failure_without_message_gets_no_stale_one(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 1, 0);
+    sp_task *a = spawn(f, fn_noisy, NULL, 0, NULL, "noisy");
+    assert_int_equal(fetch_u64(f, a), 1);
+    sp_task *b = spawn(f, fn_quiet_fail, NULL, 0, NULL, "quiet");
+    t_status(sp_fetch(f->d, b, NULL), SP_ERR_IO);
+    assert_non_null(strstr(sp_last_error(), "task 'quiet' failed: "));
+    assert_null(strstr(sp_last_error(), "no-such-filter"));
+    sp_task_release(f->d, a);
+    sp_task_release(f->d, b);
+    t_dagfx_close(f);
+}
+
 static void test_failure_down_a_long_chain(void **state)
 {
     (void)state;
@@ -632,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_diamond_matches_direct),
         cmocka_unit_test(test_wide_graph_matches_direct),
         cmocka_unit_test(test_failure_reaches_only_dependents),
+        cmocka_unit_test(test_failure_without_message_gets_no_stale_one),
         cmocka_unit_test(test_task_larger_than_bound_fails_clearly),
         cmocka_unit_test(test_memory_aware_tree_under_small_bound),
         cmocka_unit_test(test_ref_arguments_pinned_and_kept),

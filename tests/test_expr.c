@@ -100,8 +100,19 @@ static void int64_operators(void **state)
     keeps(t, "i > -5", "011111");
     keeps(t, "i >= +0", "011111");
     keeps(t, "i=-5", "100000");
-    /* decimal literals compare as double */
+    /* decimal literals compare exactly too */
     keeps(t, "i < 2.5", "110000");
+    keeps(t, "i <= 2.5", "110000");
+    keeps(t, "i > 2.5", "001111");
+    keeps(t, "i >= 2.5", "001111");
+    keeps(t, "i = 2.5", "000000");
+    keeps(t, "i != 2.5", "111111");
+    keeps(t, "i > -5.5", "111111");
+    keeps(t, "i < -4.5", "100000");
+    keeps(t, "i = 3e0", "001100");
+    keeps(t, "i = 30e-1", "001100");
+    keeps(t, "i = 0.3e1", "001100");
+    keeps(t, "i = -0.0", "010000");
     keeps(t, "i > 1e1", "000001");
     keeps(t, "i = 3.0", "001100");
     keeps(t, "i >= .5", "001111");
@@ -128,8 +139,20 @@ static void int64_comparison_is_exact_near_2_pow_53(void **state)
     keeps(t, "b != 99999999999999999999", "11111");
     keeps(t, "b > -9223372036854775809", "11111");
     keeps(t, "b <= -9223372036854775809", "00000");
-    /* a decimal literal compares as double: 2^53 + 1 rounds to 2^53 on both sides */
-    keeps(t, "b = 9007199254740993.0", "11000");
+    /* a decimal literal compares as written, not as the double it rounds to */
+    keeps(t, "b = 9007199254740993.0", "01000");
+    keeps(t, "b = 9007199254740993e0", "01000");
+    keeps(t, "b < 9007199254740992.5", "10001");
+    keeps(t, "b > 9007199254740993.7", "00110");
+    keeps(t, "b = 9.007199254740994e15", "00100");
+    keeps(t, "b = 9223372036854775807.0", "00010");
+    keeps(t, "b < 9223372036854775807.5", "11111");
+    keeps(t, "b > 9223372036854775807.5", "00000");
+    keeps(t, "b > -9223372036854775808.5", "11111");
+    keeps(t, "b = -9.223372036854775808e18", "00001");
+    keeps(t, "b < 1e19", "11111");
+    keeps(t, "b > -1e300", "11111");
+    keeps(t, "b = 1e-300", "00000");
     sp_table_free(t);
 }
 
@@ -323,6 +346,12 @@ static void unknown_column_lists_the_columns(void **state)
     rejects(t, "x = 1", "where: column 'x' does not exist (columns: a, b)");
     rejects(t, "b = 1 or `a b` = 'z'", "where: column 'a b' does not exist");
     rejects(t, "A = 'x'", "column 'A' does not exist"); /* names are case-sensitive */
+    /* a name cut short by a character a bare name cannot hold: the way out is named */
+    rejects(t, "my-col = 1", "column 'my' does not exist (columns: a, b); a name with other characters");
+    rejects(t, "my-col = 1", "goes in backquotes, as `my-col`");
+    sp_expr *e = NULL;
+    assert_int_equal(sp__expr_compile("x = 1", t, &e), SP_ERR_INVALID);
+    assert_null(strstr(sp_last_error(), "backquotes")); /* not for a plain unknown name */
     sp_table_free(t);
 }
 

@@ -668,6 +668,60 @@ static sp_status gen_big(uint32_t i, void *user, sp_table **out)
     return SP_OK;
 }
 
+static sp_status gen_cancel(uint32_t i, void *user, sp_table **out)
+{
+    (void)user;
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    /* k=1: 2^62 | 1, -2^62 (they cancel: the double sum loses the 1); k=2: -7 | 2.
+     * Partition 0 has two rows. */
+    static const int64_t rows[2][3][2] = {{{1, (int64_t)1 << 62}, {2, -7}, {0, 0}},
+                                          {{1, 1}, {1, -((int64_t)1 << 62)}, {2, 2}}};
+    uint64_t n = i == 0 ? 2 : 3;
+    sp_table *t;
+    sp_status st = sp_table_new(2, sc, n, &t);
+    if (st != SP_OK) return st;
+    for (uint64_t r = 0; r < n; r++) {
+        t->cols[0].i64[r] = rows[i][r][0];
+        t->cols[1].i64[r] = rows[i][r][1];
+    }
+    sp_table_recount(t);
+    *out = t;
+    return SP_OK;
+}
+
+/* The mean of an integer column comes from its exact sum. */
+static void test_int_mean_is_exact(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    static const sp_col_spec sc[2] = {{"k", SP_COL_INT64, 0}, {"v", SP_COL_INT64, 0}};
+    sp_dtable *t;
+    t_ok(sp_dtable_generate(f->d, 2, sc, 2, gen_cancel, NULL, 1024, &t));
+    sp_agg mean = {SP_AGG_MEAN, "v"};
+    sp_agg_value v;
+    t_ok(sp_dtable_reduce(t, 1, &mean, &v)); /* (2^62 + 1 - 2^62 - 7 + 2) / 5 */
+    assert_true(v.d == -4.0 / 5.0);
+    sp_table *g;
+    t_ok(sp_dtable_group_by(t, "k", 1, &mean, &g));
+    assert_int_equal(g->nrows, 2);
+    assert_true(g->cols[1].f64[0] == 1.0 / 3.0);
+    assert_true(g->cols[1].f64[1] == -2.5);
+    sp_table_free(g);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
+/* A row count whose arrays could not be addressed is refused, not allocated short. */
+static void test_table_new_refuses_impossible_row_counts(void **state)
+{
+    (void)state;
+    static const sp_col_spec sc[1] = {{"a", SP_COL_INT64, 0}};
+    sp_table *t = NULL;
+    t_status(sp_table_new(1, sc, ((uint64_t)1 << 61) + 1, &t), SP_ERR_TOO_BIG);
+    assert_null(t);
+    assert_non_null(strstr(sp_last_error(), "rows"));
+}
+
 static void test_int_sum_overflow_fails(void **state)
 {
     (void)state;
@@ -859,6 +913,8 @@ int main(void)
         cmocka_unit_test(test_csv_schemas_that_disagree_name_the_file),
         cmocka_unit_test(test_group_by_double_keys_zero_and_nan),
         cmocka_unit_test(test_int_sum_overflow_fails),
+        cmocka_unit_test(test_int_mean_is_exact),
+        cmocka_unit_test(test_table_new_refuses_impossible_row_counts),
         cmocka_unit_test(test_group_by_key_named_like_an_aggregate),
         cmocka_unit_test(test_aggregates_of_no_values_are_nan),
     };

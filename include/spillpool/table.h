@@ -66,7 +66,8 @@ typedef struct sp_col_spec {
 /* A table of nrows rows whose column arrays are allocated, not filled: fill i64,
  * f64, u8 or codes; set a string column's strings with sp_table_set_dict and a
  * pooled uint8 column's values in u8[0..ndict) with ndict. Errors: SP_ERR_INVALID
- * (no name, a duplicate name, an unknown type), SP_ERR_NOMEM. */
+ * (no name, a duplicate name, an unknown type), SP_ERR_TOO_BIG (more rows than
+ * memory can address), SP_ERR_NOMEM. */
 sp_status sp_table_new(uint32_t ncols, const sp_col_spec *cols, uint64_t nrows, sp_table **out);
 /* Copy n strings into column c's dictionary (replacing any). */
 sp_status sp_table_set_dict(sp_table *t, uint32_t c, uint32_t n, const char *const *strings);
@@ -130,7 +131,12 @@ sp_status sp_dtable_filter(sp_dtable *t, sp_pred_fn pred, void *user, sp_dtable 
 
 /* filter by an expression: comparisons `COL OP VALUE` (OP one of = == != < <= > >=;
  * VALUE a number, or a string in single or double quotes) joined by `and`, `or`,
- * `not` and parentheses, e.g. "a = 'beta' and (b < 10 or b >= 250)".
+ * `not` and parentheses, e.g. "a = 'beta' and (b < 10 or b >= 250)". A column name
+ * that is not letters, digits, '_' and '.' (starting with no digit) goes in
+ * backquotes: `my-col` >= 2 (`` for a backquote inside). An integer column compares
+ * exactly with the number as written, decimal or not (x = 1e18 is x = 10^18, and
+ * x < 2.5 is x <= 2); a double column with the double the number rounds to; NaN
+ * compares false, except with !=.
  * Errors: SP_ERR_INVALID naming the position and what was wrong, a column that does
  * not exist, or a string column compared with a number (and the reverse). */
 sp_status sp_dtable_where(sp_dtable *t, const char *expr, sp_dtable **out);

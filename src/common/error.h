@@ -13,6 +13,9 @@ SP_HIDDEN sp_status sp__fail(sp_status st, const char *fmt, ...) SP_PRINTF(2, 3)
 SP_HIDDEN sp_status sp__fail_errno(sp_status st, int err, const char *fmt, ...) SP_PRINTF(3, 4);
 /* The status an errno value deserves (ENOSPC -> SP_ERR_DISK_FULL, ...). */
 SP_HIDDEN sp_status sp__status_of_errno(int err);
+/* Forget this thread's detail message: before a callback whose error may come
+ * without one, so that an older message is not taken for its. */
+SP_HIDDEN void sp__clear_error(void);
 /* Prefix the current detail with more context: "<prefix>: <old detail>". */
 SP_HIDDEN sp_status sp__wrap(sp_status st, const char *fmt, ...) SP_PRINTF(2, 3);
 

@@ -35,6 +35,8 @@ const char *sp_strerror(sp_status st)
 
 const char *sp_last_error(void) { return sp_detail; }
 
+void sp__clear_error(void) { sp_detail[0] = '\0'; }
+
 sp_status sp__fail(sp_status st, const char *fmt, ...)
 {
     va_list ap;

@@ -21,6 +21,7 @@
 
 #include "../common/alloc.h"
 #include "../common/clock.h"
+#include "../common/error.h"
 #include "spillpool/dag.h"
 
 /* T_FAILING: a waiting task whose input failed, queued to end (see sp_end). */
@@ -418,6 +419,7 @@ static void sp_run(sp_dag *d, sp_task *t)
     d->running++;
     pthread_mutex_unlock(&d->lock);
     sp_task_ctx ctx = {t, NULL, NULL, 0};
+    sp__clear_error(); /* a function that fails without a message must not get an older one */
     sp_status st = t->fn(&ctx, t->user);
     char *msg = NULL;
     if (st != SP_OK) {

@@ -14,7 +14,6 @@
  * bytes. Chains of and/or are one node with many children, so a long chain costs
  * one scratch block, not one per term. The compiled tree is never written after
  * compile, so any number of threads may evaluate it at once. */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,9 +31,8 @@ enum { N_CMP, N_AND, N_OR, N_NOT };
 
 /* How a comparison is evaluated, chosen at compile from the column type and literal. */
 enum {
-    L_CONST, /* the same for every row (an integer literal outside int64's range) */
-    L_I64,   /* int64 column, integer literal: exact */
-    L_I64F,  /* int64 column, decimal literal: as double */
+    L_CONST, /* the same for every row (a literal outside int64's range, or = with a fraction) */
+    L_I64,   /* int64 column: exact, a literal with a fraction turned into its floor */
     L_F64,   /* double column */
     L_U8,    /* uint8 column: tab[value] */
     L_STR    /* string column: the predicate over the partition's dictionary */
@@ -228,6 +226,60 @@ static sp_status sp_add_parent(sp_expr *e, int kind, uint32_t first, uint32_t *i
     return sp_add_node(e, &n, idx);
 }
 
+/* A number token against integers, exactly (strtod would round 9007199254740993.0
+ * to ...992, and 1e18 compared as a double matches 10^18 +- 64): its floor in *fl and
+ * whether it has a fraction. 0, or 1 / -1 when it is above / below every int64. */
+static int sp_literal_floor(const char *s, size_t n, int64_t *fl, int *frac)
+{
+    size_t i = 0, e = n;
+    int neg = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    long exp = 0;
+    for (size_t k = i; k < n; k++)
+        if (s[k] == 'e' || s[k] == 'E') { /* the exponent, clamped: past +-10^6 only its sign matters */
+            e = k;
+            size_t m = k + 1;
+            int eneg = m < n && s[m] == '-';
+            if (m < n && (s[m] == '+' || s[m] == '-')) m++;
+            for (; m < n; m++) exp = exp < 1000000 ? exp * 10 + (s[m] - '0') : exp;
+            if (eneg) exp = -exp;
+            break;
+        }
+    /* the digits before e, and where the point falls among them once shifted by exp */
+    long ndig = 0, point = -1;
+    for (size_t k = i; k < e; k++) {
+        if (s[k] == '.') point = ndig;
+        else ndig++;
+    }
+    if (point < 0) point = ndig;
+    point += exp;
+    unsigned __int128 v = 0;
+    int big = 0;
+    *frac = 0;
+    long d = 0;
+    for (size_t k = i; k < e; k++) {
+        if (s[k] == '.') continue;
+        unsigned c = (unsigned)(s[k] - '0');
+        if (d++ < point) {
+            if (!big) v = v * 10 + c;
+            if (v > (unsigned __int128)1 << 64) big = 1;
+        } else if (c) {
+            *frac = 1;
+        }
+    }
+    for (long z = ndig; z < point && !big; z++) /* zeros the exponent adds */
+        if ((v *= 10) > (unsigned __int128)1 << 64) big = 1;
+    if (!neg) {
+        if (big || v > (unsigned __int128)INT64_MAX) return 1;
+        *fl = (int64_t)v;
+        return 0;
+    }
+    v += (unsigned)*frac; /* floor(-x) = -ceil(x) */
+    if (big || v > (unsigned __int128)INT64_MAX + 1) return -1;
+    *fl = v ? -(int64_t)(v - 1) - 1 : 0;
+    return 0;
+}
+
 static int sp_test_cmp(int c, int op)
 {
     switch (op) {
@@ -237,19 +289,6 @@ static int sp_test_cmp(int c, int op)
     case OP_LE: return c <= 0;
     case OP_GT: return c > 0;
     default: return c >= 0;
-    }
-}
-
-/* NaN on either side: false, except != true (as C's operators do). */
-static int sp_test_f64(double a, double b, int op)
-{
-    switch (op) {
-    case OP_EQ: return a == b;
-    case OP_NE: return a != b;
-    case OP_LT: return a < b;
-    case OP_LE: return a <= b;
-    case OP_GT: return a > b;
-    default: return a >= b;
     }
 }
 
@@ -276,7 +315,8 @@ static char *sp_unquote(const char *s, const sp_tok *t, uint32_t *len)
     return out;
 }
 
-static sp_status sp_unknown_column(const sp_table *schema, const char *name)
+/* hint: the name ran into a character a bare name cannot hold ("my-col"). */
+static sp_status sp_unknown_column(const sp_table *schema, const char *name, int hint)
 {
     char list[600];
     size_t at = 0;
@@ -289,7 +329,10 @@ static sp_status sp_unknown_column(const sp_table *schema, const char *name)
         }
         at += (size_t)w;
     }
-    return sp__fail(SP_ERR_INVALID, "where: column '%.100s' does not exist (columns: %s)", name, list);
+    return sp__fail(SP_ERR_INVALID, "where: column '%.100s' does not exist (columns: %s)%s", name, list,
+                    hint ? "; a name with other characters than letters, digits, '_' and '.' goes in backquotes, "
+                           "as `my-col`"
+                         : "");
 }
 
 /* column OP value, the column token already read as t. */
@@ -313,7 +356,8 @@ static sp_status sp_parse_cmp(sp_eparser *p, const sp_tok *t, uint32_t *idx)
     for (uint32_t c = 0; c < p->schema->ncols; c++)
         if (strlen(p->schema->cols[c].name) == nlen && memcmp(p->schema->cols[c].name, name, nlen) == 0) col = (int)c;
     if (col < 0) {
-        sp_status st = sp_unknown_column(p->schema, name);
+        char next = t->kind == T_NAME ? s[t->end] : '\0';
+        sp_status st = sp_unknown_column(p->schema, name, next && !strchr(" \t\r\n=!<>()", next));
         sp__free(name);
         return st;
     }
@@ -349,29 +393,28 @@ static sp_status sp_parse_cmp(sp_eparser *p, const sp_tok *t, uint32_t *idx)
         n.how = L_STR;
         if (!(n.s = sp_unquote(s, &v, &n.slen))) return sp__fail(SP_ERR_NOMEM, "where: out of memory");
     } else {
-        /* An integer literal (no point, no exponent) compares exactly with integers. */
-        int is_int = memchr(s + v.at, '.', vlen) == NULL && memchr(s + v.at, 'e', vlen) == NULL &&
-                     memchr(s + v.at, 'E', vlen) == NULL;
         char *end;
         n.d = strtod(s + v.at, &end);
         if (end != s + v.end) return sp_syntax(v.at, "bad number '%.*s'", (int)(vlen > 40 ? 40 : vlen), s + v.at);
-        int range = 0; /* the integer literal is above (1) or below (-1) every int64 */
-        if (is_int && sc->type != SP_COL_DOUBLE) {
-            errno = 0;
-            n.i = strtoll(s + v.at, &end, 10);
-            if (errno == ERANGE) range = n.i > 0 ? 1 : -1;
+        int range = 0, frac = 0; /* the literal is above (1) or below (-1) every int64 */
+        if (sc->type != SP_COL_DOUBLE) { /* integers compare exactly with the literal as written */
+            range = sp_literal_floor(s + v.at, vlen, &n.i, &frac);
+            if (!range && frac) { /* between n.i and n.i + 1: no integer equals it */
+                if (o.op == OP_EQ || o.op == OP_NE) range = o.op == OP_EQ ? 2 : 3;
+                else n.op = o.op == OP_LT || o.op == OP_LE ? OP_LE : OP_GT;
+            }
         }
         if (range) {
-            /* every row's value is below (range 1) or above (range -1) the literal */
             n.how = L_CONST;
-            n.konst = (uint8_t)sp_test_cmp(-range, o.op);
-        } else if (sc->type == SP_COL_INT64) n.how = is_int ? L_I64 : L_I64F;
+            /* every row's value is below (range 1) or above (range -1) the literal, or
+             * none (2) or all (3) equal to it */
+            n.konst = (uint8_t)(range >= 2 ? range == 3 : sp_test_cmp(-range, o.op));
+        } else if (sc->type == SP_COL_INT64) n.how = L_I64;
         else if (sc->type == SP_COL_DOUBLE) n.how = L_F64;
         else {
             n.how = L_U8;
             if (!(n.tab = sp__malloc(256))) return sp__fail(SP_ERR_NOMEM, "where: out of memory");
-            for (int k = 0; k < 256; k++)
-                n.tab[k] = (uint8_t)(is_int ? sp_test_cmp((k > n.i) - (k < n.i), o.op) : sp_test_f64(k, n.d, o.op));
+            for (int k = 0; k < 256; k++) n.tab[k] = (uint8_t)sp_test_cmp((k > n.i) - (k < n.i), n.op);
         }
     }
     if (n.how == L_U8 || n.how == L_STR) n.slot = p->e->nslots++;
@@ -519,7 +562,6 @@ typedef struct sp_ectx {
     default: for (size_t i = 0; i < n; i++) out[i] = CONV(v[i]) >= lit; break;           \
     }
 #define SP_SAME(x) (x)
-#define SP_AS_F64(x) ((double)(x))
 
 static void sp_eval_cmp(const sp_ectx *x, const sp_enode *nd, uint64_t r0, size_t n, uint8_t *out)
 {
@@ -530,12 +572,6 @@ static void sp_eval_cmp(const sp_ectx *x, const sp_enode *nd, uint64_t r0, size_
         const int64_t *v = col->i64 + r0;
         int64_t lit = nd->i;
         SP_CMP_LOOPS(SP_SAME, v, lit, nd->op, out, n);
-        return;
-    }
-    case L_I64F: {
-        const int64_t *v = col->i64 + r0;
-        double lit = nd->d;
-        SP_CMP_LOOPS(SP_AS_F64, v, lit, nd->op, out, n);
         return;
     }
     case L_F64: {

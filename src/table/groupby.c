@@ -147,6 +147,17 @@ static int sp_acc_isum(const sp_acc *x, int64_t *out)
     return x->ihi == -1;
 }
 
+/* The mean of x's numbers. An integral column's comes from the exact sum: the double
+ * sum of values that cancel can lose everything (2^62 + 1 - 2^62 gives 0). */
+static double sp_acc_mean(const sp_acc *x, int is_int)
+{
+    if (!x->nnum) return NAN;
+    if (!is_int) return x->sum / (double)x->nnum;
+    __int128 s = (__int128)(((unsigned __int128)(uint64_t)x->ihi << 64) | x->ilo);
+    __int128 q = s / (__int128)x->nnum, r = s % (__int128)x->nnum;
+    return (double)q + (double)r / (double)x->nnum;
+}
+
 static void sp_acc_init(sp_acc *a)
 {
     memset(a, 0, sizeof *a);
@@ -463,7 +474,7 @@ sp_status sp_dtable_reduce(sp_dtable *t, uint32_t naggs, const sp_agg *aggs, sp_
             v->d = x.nnum ? (mn ? x.min : x.max) : NAN;
             break;
         }
-        case SP_AGG_MEAN: v->d = x.nnum ? x.sum / (double)x.nnum : NAN; break;
+        case SP_AGG_MEAN: v->d = sp_acc_mean(&x, gb.is_int[a]); break;
         }
     }
     sp__keymap_free(&km);
@@ -597,7 +608,7 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
                 sp_column *c = &o->cols[a + 1];
                 sp_agg_fn fn = naggs ? aggs[a].fn : SP_AGG_COUNT;
                 if (fn == SP_AGG_COUNT) c->i64[r] = (int64_t)x->n;
-                else if (fn == SP_AGG_MEAN) c->f64[r] = x->nnum ? x->sum / (double)x->nnum : NAN;
+                else if (fn == SP_AGG_MEAN) c->f64[r] = sp_acc_mean(x, gb.is_int[a]);
                 else if (c->type == SP_COL_INT64 && fn == SP_AGG_SUM) {
                     if (!sp_acc_isum(x, &c->i64[r])) {
                         char kt[200];

@@ -1,5 +1,6 @@
 /* In-memory tables: creation, dictionaries, value access, freeing (see table.h). */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../common/alloc.h"
@@ -95,6 +96,9 @@ sp_status sp__column_alloc(sp_column *col, const char *name, sp_col_type type, i
 {
     size_t n = nrows ? (size_t)nrows : 1;
     col->type = type;
+    /* rows times the widest value (8 bytes) must be a size: past it the arrays would be short */
+    SP_RETURN_IF(nrows > SIZE_MAX / 8, SP_ERR_TOO_BIG, "table: %llu rows are too many for memory",
+                 (unsigned long long)nrows);
     if (!(col->name = sp__strdup(name))) return sp__fail(SP_ERR_NOMEM, "table: out of memory");
     switch (type) {
     case SP_COL_INT64: col->i64 = sp_rows_alloc(n * 8, &col->large); return col->i64 ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
