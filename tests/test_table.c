@@ -344,6 +344,38 @@ static void test_readahead_over_the_bound_gives_way(void **state)
     t_dagfx_close(f);
 }
 
+/* map over an existing name replaces that column in its place: the others keep
+ * their positions (fetch and Arrow export read columns by position). */
+static void test_map_replaces_a_column_in_place(void **state)
+{
+    (void)state;
+    fx *f = t_dagfx_open(64 << 20, 0, 0);
+    sp_dtable *t, *m;
+    t_ok(sp_dtable_generate(f->d, 4, schema, 3, gen, NULL, 100 << 10, &t));
+    t_ok(sp_dtable_map(t, "x", SP_COL_DOUBLE, map_y, NULL, &m)); /* x := 2x + u */
+    const sp_table *sc = sp_dtable_schema(m);
+    assert_int_equal(sc->ncols, 4);
+    for (uint32_t c = 0; c < 4; c++) {
+        assert_string_equal(sc->cols[c].name, sp_dtable_schema(t)->cols[c].name);
+        assert_int_equal(sc->cols[c].type, sp_dtable_schema(t)->cols[c].type);
+    }
+    sp_table *all;
+    t_ok(sp_dtable_fetch(m, &all));
+    for (uint32_t i = 0; i < 3; i++)
+        for (uint64_t r = 0; r < ROWS; r++) {
+            uint64_t k = i * ROWS + r;
+            assert_string_equal(all->cols[1].name, "x");
+            assert_int_equal(all->cols[0].i64[k], v_id(i, r));
+            assert_true(all->cols[1].f64[k] == v_x(i, r) * 2 + v_u(i, r));
+            assert_string_equal(sp_table_str(all, 2, k), words[v_w(i, r)]);
+            assert_int_equal((int)sp_table_num(all, 3, k), v_u(i, r));
+        }
+    sp_table_free(all);
+    sp_dtable_free(m);
+    sp_dtable_free(t);
+    t_dagfx_close(f);
+}
+
 static void test_failed_partition_reported_to_reader(void **state)
 {
     (void)state;
@@ -905,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_group_by_numeric_keys),
         cmocka_unit_test(test_iterate_with_and_without_readahead),
         cmocka_unit_test(test_readahead_over_the_bound_gives_way),
+        cmocka_unit_test(test_map_replaces_a_column_in_place),
         cmocka_unit_test(test_failed_partition_reported_to_reader),
         cmocka_unit_test(test_bad_operations_rejected),
         cmocka_unit_test(test_csv_files_lazily_with_hand_computed_answer),

@@ -397,6 +397,12 @@ static sp_status sp_task_map(sp_task_ctx *ctx, void *user)
     sp_column *col = &o->cols[o->ncols];
     sp_status st = sp__column_alloc(col, t->new_name, t->new_type, 0, p->nrows);
     if (col->name) o->ncols++;
+    if (st == SP_OK && t->new_at < o->ncols - 1) { /* a replaced column keeps its place */
+        sp_column made = *col;
+        memmove(&o->cols[t->new_at + 1], &o->cols[t->new_at], (o->ncols - 1 - t->new_at) * sizeof *o->cols);
+        o->cols[t->new_at] = made;
+        col = &o->cols[t->new_at];
+    }
     sp__keymap km;
     sp__keymap_init(&km);
     for (uint64_t r = 0; r < p->nrows && st == SP_OK; r++) {
@@ -437,18 +443,22 @@ sp_status sp_dtable_map(sp_dtable *from, const char *name, sp_col_type type, sp_
     sp_status st = t->keep_idx && t->new_name ? SP_OK : sp__fail(SP_ERR_NOMEM, "table: out of memory");
     for (uint32_t c = 0; st == SP_OK && c < from->schema->ncols; c++)
         if ((int)c != replaced) t->keep_idx[t->nkeep++] = c;
+    t->new_at = replaced >= 0 ? (uint32_t)replaced : t->nkeep;
     t->new_type = type;
     t->map_fn = fn;
     t->map_user = user;
     if (st == SP_OK) {
         sp_col_spec *spec = sp__calloc(t->nkeep + 1, sizeof *spec);
         if (!spec) st = sp__fail(SP_ERR_NOMEM, "table: out of memory");
-        for (uint32_t c = 0; spec && c < t->nkeep; c++) {
-            const sp_column *col = &from->schema->cols[t->keep_idx[c]];
+        for (uint32_t c = 0, k = 0; spec && c <= t->nkeep; c++) {
+            if (c == t->new_at) {
+                spec[c] = (sp_col_spec){name, type, 0};
+                continue;
+            }
+            const sp_column *col = &from->schema->cols[t->keep_idx[k++]];
             spec[c] = (sp_col_spec){col->name, col->type, col->codes != NULL};
         }
         if (spec) {
-            spec[t->nkeep] = (sp_col_spec){name, type, 0};
             st = sp_table_new(t->nkeep + 1, spec, 0, &t->schema);
         }
         sp__free(spec);

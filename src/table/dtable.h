@@ -32,6 +32,7 @@ struct sp_dtable {
     uint32_t nkeep;
     char *new_name;        /* map */
     sp_col_type new_type;
+    uint32_t new_at;       /* map: the new column's place (a replaced column's own) */
     sp_map_fn map_fn;
     void *map_user;
     sp_pred_fn pred;       /* filter */
