@@ -102,8 +102,12 @@ same "key named count" "$out" "$(printf '%s\n' 'count  count#1' 'a            2'
 # an int64 sum past the range fails; max and mean of the same values do not
 printf 'k,v\na,9223372036854775807\na,1\n' >"$q/big.csv"
 out=$(query "$q/big.csv" --group-by k --agg max:v --agg mean:v)
-same "max, mean past int64" "$out" "$(printf '%s\n' 'k               max(v)          mean(v)' \
-    'a  9223372036854775807  4.611686018e+18' '1 group from 1 file')"
+same "max, mean past int64" "$out" "$(printf '%s\n' 'k               max(v)                mean(v)' \
+    'a  9223372036854775807  4.611686018427388e+18' '1 group from 1 file')"
+# doubles print in full: the shortest form that reads back exactly
+printf 'p\n12345678901.25\n0.5\n' >"$q/prec.csv"
+out=$(query "$q/prec.csv" --agg sum:p)
+same "full doubles" "$out" 'sum(p) = 12345678901.75'
 # errors: a failing status and a message naming the problem
 qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its message
     want=$1 text=$2

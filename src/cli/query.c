@@ -121,29 +121,26 @@ static int q_expand_dir(const char *dir, q_paths *p)
 
 /* ---- values ---- */
 
-/* A double as text: %.10g, with nan and inf spelled one way on every libc. */
+/* A double as text: the shortest of 15-17 significant digits that reads back
+ * exactly (fewer would show sums of large values rounded), with nan and inf spelled
+ * one way on every libc. */
 static const char *q_fmt_double(double d, char *buf, size_t n)
 {
     if (isnan(d)) return "nan";
     if (isinf(d)) return d > 0 ? "inf" : "-inf";
-    snprintf(buf, n, "%.10g", d);
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) break;
+    }
     return buf;
 }
 
-/* A double as JSON: the shortest of 15-17 digits that reads back exactly; null
- * for NaN and the infinities, which JSON has no numbers for. */
+/* A double as JSON: as in text; null for NaN and the infinities, which JSON has no
+ * numbers for. */
 static void q_json_double(FILE *f, double d)
 {
-    if (!isfinite(d)) {
-        fputs("null", f);
-        return;
-    }
     char b[40];
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(b, sizeof b, "%.*g", prec, d);
-        if (strtod(b, NULL) == d) break;
-    }
-    fputs(b, f);
+    fputs(isfinite(d) ? q_fmt_double(d, b, sizeof b) : "null", f);
 }
 
 /* The length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
