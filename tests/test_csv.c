@@ -107,6 +107,21 @@ static void inference_keeps_large_integers_exact(void **state)
     sp_table_free(t);
 }
 
+/* Header fields left empty (a spreadsheet's or pandas' unnamed index column) get
+ * the names a headerless file's columns get. */
+static void empty_header_names_are_numbered(void **state)
+{
+    (void)state;
+    sp_table *t = parse_ok(",a,\"\",b\n0,1,2,3\n", NULL);
+    assert_int_equal(t->ncols, 4);
+    assert_string_equal(t->cols[0].name, "c1");
+    assert_string_equal(t->cols[1].name, "a");
+    assert_string_equal(t->cols[2].name, "c3");
+    assert_string_equal(t->cols[3].name, "b");
+    assert_int_equal(t->cols[2].i64[0], 2);
+    sp_table_free(t);
+}
+
 static void rfc4180_quoting(void **state)
 {
     (void)state;
@@ -862,7 +877,8 @@ static void repeated_header_names_are_refused(void **state)
     (void)state;
     parse_fails("a,a\n1,2\n", NULL, "columns 1 and 2 of the header are both named 'a'");
     parse_fails("id,x,\"y\",\"x\"\n1,2,3,4\n", NULL, "columns 2 and 4 of the header are both named 'x'");
-    parse_fails("a,,b,\n", NULL, "columns 2 and 4 of the header are both named ''");
+    /* an empty name is numbered (c2): here it meets a column of that name */
+    parse_fails("c2,\n1,2\n", NULL, "columns 1 and 2 of the header are both named 'c2'");
     sp_table *bad = NULL;
     t_status(sp_csv_parse("k,v,k\n", 6, NULL, "t.csv", &bad), SP_ERR_CORRUPT);
     /* names differ by case, or only in a prefix: distinct */
@@ -955,6 +971,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(types_are_inferred),
         cmocka_unit_test(inference_keeps_large_integers_exact),
+        cmocka_unit_test(empty_header_names_are_numbered),
         cmocka_unit_test(rfc4180_quoting),
         cmocka_unit_test(schemas_are_enforced),
         cmocka_unit_test(malformed_input_names_line_and_column),

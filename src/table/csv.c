@@ -474,7 +474,9 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
             cap *= 2;
         }
         char tmp[32];
-        if (no_header) {
+        /* an empty name (a spreadsheet's or pandas' unnamed index column) is named as
+         * without a header: a column without a name could not be selected or written */
+        if (no_header || len == 0) {
             snprintf(tmp, sizeof tmp, "c%u", n + 1);
             s = tmp;
             len = strlen(tmp);
