@@ -289,6 +289,56 @@ static void a_lost_parsed_copy_loads_the_source(void **state)
     free(a);
 }
 
+/* A parsed copy that cannot be written (here a directory is in its place) does not
+ * keep the object in memory: the copy is only a cache, so the object is dropped as
+ * a clean copy of its source, and the next eviction tries the copy again. */
+static void a_parsed_copy_that_cannot_be_written_is_skipped(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 600, 1);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, &(sp_lazy_options){.cache_parsed = 1}, &r));
+    check_read(f->p, r, 600, 1);
+    push_out(f); /* its copy is written */
+    char path[4096];
+    t_disk_path(f->p, r, path, sizeof path);
+    check_read(f->p, r, 600, 1); /* from the copy, kept as a clean copy of it */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0); /* the copy fails its check and cannot be written again */
+    push_out(f); /* the put that needs the room succeeds */
+    assert_int_equal(t_tier(f->p, r), SP_TIER_DISK);
+    sp_stats s = stats(f->p);
+    assert_int_equal(s.files_written, 1);
+    assert_int_equal(s.spill_failures, 1);
+    check_read(f->p, r, 600, 1); /* from the source */
+    assert_int_equal(stats(f->p).lazy_loads, 2);
+    assert_int_equal(rmdir(path), 0);
+    push_out(f);
+    assert_int_equal(stats(f->p).files_written, 2); /* the copy, this time */
+    check_read(f->p, r, 600, 1);
+    assert_int_equal(stats(f->p).lazy_loads, 2);
+    t_ok(sp_release(f->p, r));
+    assert_int_equal(t_count_files(sp_pool_session_dir(f->p)), 0);
+    free(a);
+}
+
+/* A load that does not fit (the object is over the bound) is not the object's
+ * load: the file may then change and the next pin still loads it, not STALE. */
+static void a_load_that_does_not_fit_leaves_no_stamp(void **state)
+{
+    fix *f = *state;
+    char *a = source(f->dir, "a.bin", 5000, 1);
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, a, &sp_bytes_type, NULL, &r));
+    const void *o;
+    t_status(sp_pin_read(f->p, r, &o), SP_ERR_TOO_BIG);
+    usleep(20000);
+    free(source(f->dir, "a.bin", 500, 2));
+    check_read(f->p, r, 500, 2);
+    t_ok(sp_release(f->p, r));
+    free(a);
+}
+
 /* A registered object changed through a mutable pin is its own data from then on:
  * spilled and read back, it is not checked against (or replaced by) its source. */
 static void a_changed_object_is_not_its_source_again(void **state)
@@ -544,6 +594,7 @@ typedef struct {
     uint64_t version[4];
     size_t short_by;  /* read delivers this many bytes fewer than open said */
     int fail_read;
+    int change_in_read; /* the first read of entry 0 finds it rewritten, a new version */
     atomic_int opens, closes;
 } mem_store;
 
@@ -572,6 +623,11 @@ static sp_status ms_read(void *file, uint64_t offset, void *buf, size_t len, siz
     mem_file *f = file;
     mem_store *s = f->s;
     if (s->fail_read) return SP_ERR_IO;
+    if (s->change_in_read && f->i == 0 && offset == 0) {
+        s->change_in_read = 0;
+        s->bytes[0] = "ALPHA BYTES";
+        s->version[0]++;
+    }
     size_t have = s->len[f->i] - s->short_by;
     size_t n = offset >= have ? 0 : (have - offset < len ? have - offset : len);
     memcpy(buf, s->bytes[f->i] + offset, n);
@@ -589,7 +645,7 @@ static void ms_close(void *file)
 static void handles_load_through_source_methods(void **state)
 {
     fix *f = *state;
-    mem_store ms = {{"alpha bytes", "sym,qty\nA,1\nB,2\nA,3\n"}, {11, 20}, {7, 1}, 0, 0, 0, 0};
+    mem_store ms = {{"alpha bytes", "sym,qty\nA,1\nB,2\nA,3\n"}, {11, 20}, {7, 1}, 0, 0, 0, 0, 0};
     sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
     sp_lazy_options o = {.source = &m};
     sp_ref r[40];
@@ -604,8 +660,8 @@ static void handles_load_through_source_methods(void **state)
     assert_int_equal(((const sp_bytes *)obj)->len, 11);
     assert_memory_equal(((const sp_bytes *)obj)->data, "alpha bytes", 11);
     t_ok(sp_unpin(f->p, r[0]));
-    assert_int_equal(atomic_load(&ms.opens), 1);
-    assert_int_equal(atomic_load(&ms.closes), 1);
+    assert_int_equal(atomic_load(&ms.opens), 2); /* to read, then to check the version after */
+    assert_int_equal(atomic_load(&ms.closes), 2);
     /* A CSV handle through the CSV loader. */
     sp_ref c;
     t_ok(sp_put_lazy(f->p, "key-1", &sp_csv_type, &o, &c));
@@ -618,16 +674,36 @@ static void handles_load_through_source_methods(void **state)
     push_out(f);
     t_ok(sp_pin_read(f->p, r[0], &obj));
     t_ok(sp_unpin(f->p, r[0]));
-    assert_int_equal(atomic_load(&ms.opens), 3);
+    assert_int_equal(atomic_load(&ms.opens), 6);
     assert_int_equal(stats(f->p).files_written, 0);
     t_ok(sp_release(f->p, c));
     for (int i = 0; i < 40; i++) t_ok(sp_release(f->p, r[i]));
 }
 
+/* A source whose version changes while it is being read is refused, never loaded
+ * half old and half new; the next pin loads the new version whole (with reload). */
+static void a_handle_changed_during_the_read_is_refused(void **state)
+{
+    fix *f = *state;
+    mem_store ms = {{"alpha bytes"}, {11}, {7}, 0, 0, 1, 0, 0};
+    sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
+    sp_ref r;
+    t_ok(sp_put_lazy(f->p, "key-0", &sp_bytes_type, &(sp_lazy_options){.source = &m, .reload = 1}, &r));
+    const void *obj;
+    t_status(sp_pin_read(f->p, r, &obj), SP_ERR_STALE);
+    assert_non_null(strstr(sp_last_error(), "changed while it was being read"));
+    assert_non_null(strstr(sp_last_error(), "key-0"));
+    assert_int_equal(stats(f->p).memory_used, 0);
+    t_ok(sp_pin_read(f->p, r, &obj));
+    assert_memory_equal(((const sp_bytes *)obj)->data, "ALPHA BYTES", 11);
+    t_ok(sp_unpin(f->p, r));
+    t_ok(sp_release(f->p, r));
+}
+
 static void changed_handles_are_stale_or_reloaded(void **state)
 {
     fix *f = *state;
-    mem_store ms = {{"version one", "version one"}, {11, 11}, {1, 1}, 0, 0, 0, 0};
+    mem_store ms = {{"version one", "version one"}, {11, 11}, {1, 1}, 0, 0, 0, 0, 0};
     sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
     sp_lazy_options strict = {.source = &m}, reload = {.reload = 1, .source = &m};
     sp_ref a, b;
@@ -655,7 +731,7 @@ static void changed_handles_are_stale_or_reloaded(void **state)
 static void bad_handles_fail_that_object_only(void **state)
 {
     fix *f = *state;
-    mem_store ms = {{"0123456789"}, {10}, {1}, 0, 0, 0, 0};
+    mem_store ms = {{"0123456789"}, {10}, {1}, 0, 0, 0, 0, 0};
     sp_source_methods m = {1, &ms, ms_open, ms_read, ms_close};
     sp_lazy_options o = {.source = &m};
     sp_ref missing, good;
@@ -696,6 +772,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_changed_object_is_spilled_and_the_source_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_parsed_spills_instead_of_dropping, setup, teardown),
         cmocka_unit_test_setup_teardown(a_lost_parsed_copy_loads_the_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_parsed_copy_that_cannot_be_written_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_load_that_does_not_fit_leaves_no_stamp, setup, teardown),
         cmocka_unit_test_setup_teardown(a_changed_file_is_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_sources_fail_that_object_only, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_is_all_or_nothing, setup, teardown),
@@ -706,6 +784,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(odd_sources_and_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_registration_out_of_memory_registers_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(handles_load_through_source_methods, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_handle_changed_during_the_read_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(changed_handles_are_stale_or_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_handles_fail_that_object_only, setup, teardown),
     };

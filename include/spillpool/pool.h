@@ -227,7 +227,9 @@ typedef struct sp_lazy_options {
      * whose parse costs more than reading the source again (0: drop it, re-read).
      * The source is still checked (stat, or the methods' open) before the copy is
      * read back: stale, reloaded or not found as without it. A copy that is gone or
-     * fails its checks is a cache miss: the unchanged source is loaded again. */
+     * fails its checks is a cache miss: the unchanged source is loaded again. One
+     * that cannot be written (a full disk bound, say) is skipped: the object leaves
+     * memory as a clean copy of its source (counted in spill_failures). */
     int cache_parsed;
     /* Handles are read through these methods; NULL: handles are file paths. */
     const sp_source_methods *source;
@@ -245,7 +247,9 @@ typedef struct sp_lazy_options {
  * At each load the file's size, times and identity are recorded; a file that
  * changed by the next load gives SP_ERR_STALE (or is reloaded, with opt->reload);
  * one that changes during a load is refused, never half old and half new.
- * With opt->source the version the methods give stands for the times and identity.
+ * With opt->source the version the methods give stands for the times and identity;
+ * a load opens the handle a second time after the read, to see the version unchanged.
+ * A load that fails, or that does not fit under the memory bound, records nothing.
  * Errors: SP_ERR_INVALID (NULL or empty path, a loader lacking methods, source methods
  * of another version or lacking one), SP_ERR_NOMEM. */
 sp_status sp_put_lazy(sp_pool *pool, const char *path, const sp_type *loader, const sp_lazy_options *opt,

@@ -101,6 +101,18 @@ static sp_status sp_handle_load(const char *handle, const sp_source_methods *m, 
         sp__reader_cleanup(&r);
     }
     m->close(file);
+    /* Never a mix of old and new: the version asked for again after the read must be
+     * the one the read began with (a second open: the methods have no other way). */
+    if (rc == SP_OK) {
+        void *again = NULL;
+        sp_stamp after;
+        if ((rc = sp_handle_open(m, handle, "loading", what, &again, &after)) == SP_OK) {
+            m->close(again);
+            if (!sp_stamp_same(&now, &after))
+                rc = sp__fail(SP_ERR_STALE, "loading %s: the source changed while it was being read", what);
+        }
+        if (rc != SP_OK) loader->free(d);
+    }
     if (rc != SP_OK) return rc;
     *stamp = now;
     *data = d;

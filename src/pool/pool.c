@@ -367,6 +367,25 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         p->evictions++;
         p->bytes_spilled += v->size;
         p->spill_ns += dt;
+    } else if (v->lazy && v->src_cache && v->src_known && !v->changed) {
+        /* Its parsed copy could not be written, but the copy is only a cache: the
+         * source is still its home, so it leaves memory as a clean copy of that. */
+        p->spill_failures++;
+        int had_file = v->has_file; /* an old copy that failed its check: gone too */
+        if (had_file) sp_forget_file(p, v);
+        v->dirty = 0;
+        pthread_mutex_unlock(&p->lock);
+        if (had_file) sp_remove_file(p, v);
+        v->type->free(v->data);
+        pthread_mutex_lock(&p->lock);
+        v->data = NULL;
+        v->state = SP_ST_DISK;
+        p->mem_used -= v->size;
+        p->n_mem--;
+        p->n_disk++;
+        p->evictions++;
+        p->clean_drops++;
+        st = SP_OK;
     } else {
         v->state = SP_ST_MEM;
         sp_list_push_last_victim(p, v);
@@ -994,9 +1013,11 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
         st = SP_OK;
         from_source = drop_copy = 1;
     }
+    /* What this load finds is the object's stamp only once the pin succeeds: a load
+     * that does not fit must not stand for what the caller was given. */
+    sp_stamp stamp = o->stamp;
     if (st == SP_OK && from_source)
-        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
-                             &data);
+        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &stamp, o->src_known, o->src_reload, &data);
     else if (st == SP_OK) st = sp_read_object(p, o, &data);
     /* A parsed copy that is gone or damaged is only a cache: the source, checked
      * unchanged above, is loaded again and the copy dropped. */
@@ -1004,8 +1025,7 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
         (st == SP_ERR_NOT_FOUND || st == SP_ERR_CORRUPT || st == SP_ERR_IO || st == SP_ERR_AUTH ||
          st == SP_ERR_PERMISSION)) {
         from_source = drop_copy = 1;
-        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &o->stamp, o->src_known, o->src_reload,
-                             &data);
+        st = sp__source_load(o->source, o->src_m, o->serial, o->type, &stamp, o->src_known, o->src_reload, &data);
     }
     int removed = 0;
     if (st == SP_OK && (drop_copy || (!o->retain && !from_source && mutable))) {
@@ -1020,10 +1040,13 @@ static sp_status sp_restore(sp_pool *p, sp_obj *o, void **out, int mutable)
     pthread_mutex_lock(&p->lock);
     p->mem_arriving -= reserved;
     if (st == SP_OK && from_source) {
-        o->src_known = 1;
         p->lazy_loads++;
         st = sp_charge_loaded(p, o, data, reserved);
         reserved = 0; /* released or replaced by the real size */
+        if (st == SP_OK) {
+            o->stamp = stamp;
+            o->src_known = 1;
+        }
     }
     if (removed) sp_forget_file(p, o); /* gone even when the load then failed (a reload over the bound) */
     if (st == SP_OK) {
