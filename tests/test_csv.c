@@ -92,6 +92,11 @@ static void inference_keeps_large_integers_exact(void **state)
     assert_int_equal(t->cols[0].type, SP_COL_DOUBLE);
     assert_true(t->cols[0].f64[0] == 9007199254740992.0 && t->cols[0].f64[1] == -9007199254740992.0);
     sp_table_free(t);
+    t = parse_ok("id\n00000000000000000001\n-000000000000000000009223372036854775808\n", NULL);
+    assert_int_equal(t->cols[0].type, SP_COL_INT64); /* leading zeros are not digits that count */
+    assert_int_equal(t->cols[0].i64[0], 1);
+    assert_int_equal(t->cols[0].i64[1], INT64_MIN);
+    sp_table_free(t);
     t = parse_ok("id\n9007199254740993\n2\n", NULL); /* integers that fit int64 stay int64 */
     assert_int_equal(t->cols[0].type, SP_COL_INT64);
     assert_int_equal(t->cols[0].i64[0], 9007199254740993LL);
@@ -188,6 +193,9 @@ static void malformed_input_names_line_and_column(void **state)
 {
     (void)state;
     parse_fails("", NULL, "empty file");
+    parse_fails("\n", NULL, "empty file");
+    parse_fails("\r\n", NULL, "empty file");
+    parse_fails("\xEF\xBB\xBF\n", NULL, "empty file");
     parse_fails("a,b\n1,2\n3\n", NULL, "line 3, field 2 (column 2): the record ends with 1 fields, the header has 2");
     parse_fails("a,b,c\n1,2,3\n\"x\ny\",5\r\n", NULL, /* the end of a record over two lines */
                 "line 4, field 3 (column 5): the record ends with 2 fields, the header has 3");

@@ -10,7 +10,8 @@
  * an integer that fits, else double if every value is a number and every integer
  * among them is exact as a double, at most 2^53 in magnitude, else string: no
  * inferred type changes a value) unless a schema is given, in which case a value
- * that does not fit is an error (a schema's double takes any number, rounded). A number is
+ * that does not fit is an error (a schema's double takes any number within a double's
+ * range, rounded). A number is
  * decimal: [+-]digits[.digits][(e|E)[+-]digits], with a digit before or after the
  * point ("nan", "inf", hex and spaces are text). An empty value (unquoted or "") is
  * a missing number, NaN, whether the column's type is inferred (a column of

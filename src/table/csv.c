@@ -192,7 +192,9 @@ static inline int sp_parse_i64(const char *s, size_t n, int64_t *out)
     size_t i = 0;
     int neg = 0;
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
-    if (i == n || n - i > 19) return 0;
+    if (i == n) return 0;
+    while (n - i > 1 && s[i] == '0') i++; /* leading zeros do not count towards the 19 digits */
+    if (n - i > 19) return 0;
     uint64_t v = 0;
     for (; i < n; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
@@ -1188,6 +1190,7 @@ sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options
     /* A trailing line break ends the last record; it does not start an empty one. */
     if (ps.len && buf[ps.len - 1] == '\n') ps.len--;
     if (ps.len && buf[ps.len - 1] == '\r') ps.len--;
+    SP_RETURN_IF(ps.len == bom, SP_ERR_CORRUPT, "%s: empty file (a line break, no header, no records)", what);
     char **names = NULL;
     size_t start = 0;
     sp_status st = sp_header(&ps, opt && opt->no_header, &start, &names);
