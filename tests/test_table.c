@@ -404,6 +404,14 @@ static sp_status gen_wrong_schema(uint32_t i, void *user, sp_table **out)
     return sp_table_new(1, one, 1, out);
 }
 
+/* As gen, but partition 1's string column has a code past its dictionary. */
+static sp_status gen_bad_code(uint32_t i, void *user, sp_table **out)
+{
+    sp_status st = gen(i, user, out);
+    if (st == SP_OK && i == 1) (*out)->cols[2].codes[3] = 5;
+    return st;
+}
+
 static void test_bad_operations_rejected(void **state)
 {
     (void)state;
@@ -429,6 +437,11 @@ static void test_bad_operations_rejected(void **state)
     t_ok(sp_dtable_generate(f->d, 4, schema, 2, gen_wrong_schema, NULL, 0, &w));
     t_status(sp_dtable_fetch(w, &g), SP_ERR_INVALID);
     assert_non_null(strstr(sp_last_error(), "generated partition 0 has 1 columns; the schema has 4"));
+    sp_dtable_free(w);
+    t_ok(sp_dtable_generate(f->d, 4, schema, 2, gen_bad_code, NULL, 0, &w));
+    t_status(sp_dtable_group_by(w, "w", 0, NULL, &g), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "generated partition 1: column 'w', row 3: code 5, but the dictionary "
+                                            "holds 5 values"));
     sp_dtable_free(w);
     sp_dtable_free(t);
     t_dagfx_close(f);

@@ -19,7 +19,7 @@ const char *sp_strerror(sp_status st)
     case SP_ERR_MEMORY_FULL: return "memory bound held by pinned objects";
     case SP_ERR_DISK_FULL: return "disk bound reached or disk full";
     case SP_ERR_IO: return "I/O error";
-    case SP_ERR_CORRUPT: return "stored data corrupt";
+    case SP_ERR_CORRUPT: return "corrupt or malformed data";
     case SP_ERR_NOT_FOUND: return "stored file missing";
     case SP_ERR_BAD_REF: return "invalid or released ref";
     case SP_ERR_NOT_PINNED: return "object not pinned";

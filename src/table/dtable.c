@@ -176,6 +176,15 @@ static sp_status sp_check_schema(const sp_table *s, const sp_table *p, const cha
                      c + 1, b->name, a->name);
         SP_RETURN_IF(a->type != b->type, SP_ERR_INVALID, "%s: column '%s' is %s; the schema says %s", what, a->name,
                      sp_col_type_name(b->type), sp_col_type_name(a->type));
+        /* A code past the dictionary would be read (and written, by group-by's maps)
+         * out of bounds later: refused here, where the partition is made. */
+        if (b->codes && b->type == SP_COL_UINT8)
+            SP_RETURN_IF(b->ndict > 256, SP_ERR_INVALID, "%s: column '%s' has %u values in its pool (at most 256)",
+                         what, b->name, b->ndict);
+        for (uint64_t r = 0; b->codes && r < p->nrows; r++)
+            SP_RETURN_IF(b->codes[r] >= b->ndict, SP_ERR_INVALID,
+                         "%s: column '%s', row %llu: code %u, but the dictionary holds %u values", what, b->name,
+                         (unsigned long long)r, b->codes[r], b->ndict);
     }
     return SP_OK;
 }
