@@ -104,6 +104,13 @@ printf 'k,v\na,9223372036854775807\na,1\n' >"$q/big.csv"
 out=$(query "$q/big.csv" --group-by k --agg max:v --agg mean:v)
 same "max, mean past int64" "$out" "$(printf '%s\n' 'k               max(v)                mean(v)' \
     'a  9223372036854775807  4.611686018427388e+18' '1 group from 1 file')"
+# aggregate names are never cut: two long ones stay apart, in reduce and group-by
+L=$(printf 'c%.0s' $(seq 1 120))
+printf 'k,%s1,%s2\na,1,2\n' "$L" "$L" >"$q/long.csv"
+out=$(query "$q/long.csv" --agg "sum:${L}1" --agg "sum:${L}2")
+same "long names" "$out" "$(printf '%s\n' "sum(${L}1) = 1" "sum(${L}2) = 2")"
+out=$(query "$q/long.csv" --group-by k --agg "sum:${L}1" --agg "sum:${L}2" --json)
+case "$out" in *"\"sum(${L}1)\":1,\"sum(${L}2)\":2"*) ;; *) echo "long names, group-by: $out" >&2; exit 1 ;; esac
 # doubles print in full: the shortest form that reads back exactly
 printf 'p\n12345678901.25\n0.5\n' >"$q/prec.csv"
 out=$(query "$q/prec.csv" --agg sum:p)

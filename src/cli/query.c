@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../table/table_internal.h"
 #include "spillpool/spillpool.h"
 #include "query.h"
 
@@ -329,27 +330,12 @@ static void q_json_groups(const sp_table *g, size_t nfiles, const sp_stats *s)
     fputs("}\n", stdout);
 }
 
-/* Names for reduce's values, as sp_dtable_group_by names its columns ("count",
- * "sum(qty)", a repeated name numbered "#k"), so text, JSON and group-by agree. */
-static void q_agg_names(uint32_t n, const sp_agg *aggs, char names[][96])
+static int q_print_reduce(uint32_t n, const sp_agg *aggs, const sp_agg_value *v, int json, size_t nfiles,
+                          const sp_stats *s)
 {
-    for (uint32_t a = 0; a < n; a++) {
-        if (aggs[a].fn == SP_AGG_COUNT) snprintf(names[a], 96, "count");
-        else snprintf(names[a], 96, "%s(%s)", sp_agg_name(aggs[a].fn), aggs[a].column);
-        for (uint32_t b = 0; b < a; b++)
-            if (strcmp(names[a], names[b]) == 0) {
-                size_t l = strlen(names[a]);
-                snprintf(names[a] + l, 96 - l, "#%u", a + 1);
-                break;
-            }
-    }
-}
-
-static void q_print_reduce(uint32_t n, const sp_agg *aggs, const sp_agg_value *v, int json, size_t nfiles,
-                           const sp_stats *s)
-{
-    char names[Q_MAX_AGGS][96], buf[48];
-    q_agg_names(n, aggs, names);
+    char *names[Q_MAX_AGGS], buf[48];
+    sp_status st = sp__agg_names(NULL, n, aggs, n, names); /* without a key, only out of memory fails */
+    if (st != SP_OK) return q_fail(st, "naming the results");
     if (json) printf("{\"files\":%zu,\"result\":{", nfiles);
     for (uint32_t a = 0; a < n; a++) {
         if (json) {
@@ -371,6 +357,8 @@ static void q_print_reduce(uint32_t n, const sp_agg *aggs, const sp_agg_value *v
         sp_stats_fprint_json(s, stdout, NULL);
         fputs("}\n", stdout);
     }
+    sp__agg_names_free(n, names);
+    return 0;
 }
 
 /* ---- the command ---- */
@@ -548,7 +536,7 @@ int sp_cmd_query(int argc, char **argv)
     if (rc == 0) {
         if (o.key && o.json) q_json_groups(groups, paths.n, &stats);
         else if (o.key) rc = q_print_groups(groups, paths.n);
-        else q_print_reduce(o.naggs, o.aggs, vals, o.json, paths.n, &stats);
+        else rc = q_print_reduce(o.naggs, o.aggs, vals, o.json, paths.n, &stats);
     } /* output that could not be written is reported by main, as for every command */
 
     sp_table_free(groups);

@@ -502,32 +502,50 @@ static void sp_key_text(const char *col, sp_col_type type, const char *kb, uint3
     }
 }
 
-/* Output column names: "count" or "fn(col)"; an aggregate whose name the key or an
- * earlier aggregate already has is numbered "#k" (k its position, from 1). The key
- * keeps its name, being the caller's column. Numbered names cannot repeat a default
- * name, but the key may be named like one (or names cut at 96 bytes may meet): then
- * say what clashes and what to rename. */
-static sp_status sp_gb_names(const char *key, uint32_t naggs, const sp_agg *aggs, uint32_t na, char names[][96])
+/* Output names: "count" or "fn(col)"; an aggregate whose name the key or an earlier
+ * aggregate already has is numbered "#k" (k its position, from 1). The key keeps its
+ * name, being the caller's column. Numbered names cannot repeat a default name, but
+ * the key may be named like one: then say what clashes and what to rename. */
+sp_status sp__agg_names(const char *key, uint32_t naggs, const sp_agg *aggs, uint32_t na, char **names)
 {
-    for (uint32_t a = 0; a < na; a++) {
+    sp_status st = SP_OK;
+    memset(names, 0, na * sizeof *names);
+    for (uint32_t a = 0; a < na && st == SP_OK; a++) {
         sp_agg_fn fn = naggs ? aggs[a].fn : SP_AGG_COUNT;
-        if (fn == SP_AGG_COUNT) snprintf(names[a], 96, "count");
-        else snprintf(names[a], 96, "%s(%s)", sp_agg_name(fn), aggs[a].column);
-        int seen = strcmp(names[a], key) == 0;
+        const char *col = fn == SP_AGG_COUNT ? "" : aggs[a].column;
+        size_t cap = strlen(col) + 32;
+        if (!(names[a] = sp__malloc(cap))) {
+            st = sp__fail(SP_ERR_NOMEM, "aggregate names: out of memory");
+            break;
+        }
+        if (fn == SP_AGG_COUNT) snprintf(names[a], cap, "count");
+        else snprintf(names[a], cap, "%s(%s)", sp_agg_name(fn), col);
+        int seen = key && strcmp(names[a], key) == 0;
         for (uint32_t b = 0; b < a && !seen; b++) seen = strcmp(names[a], names[b]) == 0;
         if (seen) {
             size_t l = strlen(names[a]);
-            snprintf(names[a] + l, 96 - l, "#%u", a + 1);
+            snprintf(names[a] + l, cap - l, "#%u", a + 1);
         }
     }
-    for (uint32_t a = 0; a < na; a++) {
-        SP_RETURN_IF(strcmp(names[a], key) == 0, SP_ERR_INVALID, "group-by: the key column '%s' and aggregate %u "
-                     "would both be named '%s' in the result; rename the key column", key, a + 1, names[a]);
-        for (uint32_t b = 0; b < a; b++)
-            SP_RETURN_IF(strcmp(names[a], names[b]) == 0, SP_ERR_INVALID, "group-by: aggregates %u and %u would both "
-                         "be named '%s' in the result; rename the column they aggregate", b + 1, a + 1, names[a]);
+    for (uint32_t a = 0; a < na && st == SP_OK; a++) {
+        if (key && strcmp(names[a], key) == 0)
+            st = sp__fail(SP_ERR_INVALID, "group-by: the key column '%s' and aggregate %u would both be named '%s' in "
+                          "the result; rename the key column", key, a + 1, names[a]);
+        for (uint32_t b = 0; b < a && st == SP_OK; b++)
+            if (strcmp(names[a], names[b]) == 0)
+                st = sp__fail(SP_ERR_INVALID, "group-by: aggregates %u and %u would both be named '%s' in the result; "
+                              "rename the column they aggregate", b + 1, a + 1, names[a]);
     }
-    return SP_OK;
+    if (st != SP_OK) sp__agg_names_free(na, names);
+    return st;
+}
+
+void sp__agg_names_free(uint32_t na, char **names)
+{
+    for (uint32_t a = 0; a < na; a++) {
+        sp__free(names[a]);
+        names[a] = NULL;
+    }
 }
 
 /* Sorting group indices by key, for a deterministic result. */
@@ -564,8 +582,8 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
     sp_gb gb;
     SP_FORWARD(sp_gb_setup(t, key, naggs, aggs, "group-by", &gb));
     const sp_column *kc = &t->schema->cols[gb.key];
-    char names[16][96];
-    SP_FORWARD(sp_gb_names(kc->name, naggs, aggs, gb.naggs, names)); /* before any work */
+    char *names[16];
+    SP_FORWARD(sp__agg_names(kc->name, naggs, aggs, gb.naggs, names)); /* before any work */
     sp__keymap km;
     sp_acc *accs;
     uint32_t cap;
@@ -627,6 +645,7 @@ sp_status sp_dtable_group_by(sp_dtable *t, const char *key, uint32_t naggs, cons
     sp__free(order);
     sp__keymap_free(&km);
     sp__free(accs);
+    sp__agg_names_free(gb.naggs, names);
     if (st != SP_OK) {
         sp_table_free(o);
         return st;

@@ -26,6 +26,12 @@ typedef struct sp_expr sp_expr;
 /* Compile text against the columns of schema. Errors: SP_ERR_INVALID naming the
  * position and the problem (syntax, an unknown column, a string compared with a
  * number or the reverse). */
+/* The result names of na aggregates (group-by's columns, reduce's values), with no
+ * length cut, into names[na]; key: the group-by key, or NULL. Free with
+ * sp__agg_names_free. Errors: SP_ERR_INVALID (two names meet), SP_ERR_NOMEM. */
+SP_HIDDEN sp_status sp__agg_names(const char *key, uint32_t naggs, const sp_agg *aggs, uint32_t na, char **names);
+SP_HIDDEN void sp__agg_names_free(uint32_t na, char **names);
+
 SP_HIDDEN sp_status sp__expr_compile(const char *text, const sp_table *schema, sp_expr **out);
 /* keep[r] = 1 where the expression holds for row r of part (which has the schema's
  * columns at the same positions), else 0. Errors: SP_ERR_NOMEM. */
