@@ -940,10 +940,116 @@ static void test_aggregates_of_no_values_are_nan(void **state)
     t_dagfx_close(f);
 }
 
+/* ---- the stored form ---- */
+
+/* t spilled (a second table of the bound's size pushes it out) and pinned back. */
+static sp_table *spill_and_back(sp_pool *p, sp_table *t)
+{
+    sp_ref r, big;
+    t_ok(sp_put(p, t, &sp_table_type, NULL, &r));
+    big = t_put(p, 1000, 1);
+    t_ok(sp_release(p, big));
+    assert_int_equal(t_tier(p, r), SP_TIER_DISK);
+    void *o;
+    t_ok(sp_pin(p, r, &o));
+    sp_table *copy = NULL;
+    const sp_table *back = o;
+    sp_col_spec spec[4];
+    for (uint32_t c = 0; c < back->ncols; c++)
+        spec[c] = (sp_col_spec){back->cols[c].name, back->cols[c].type, back->cols[c].codes != NULL};
+    t_ok(sp_table_new(back->ncols, spec, back->nrows, &copy));
+    for (uint32_t c = 0; c < back->ncols; c++) {
+        const sp_column *a = &back->cols[c];
+        sp_column *b = &copy->cols[c];
+        if (a->codes) {
+            memcpy(b->codes, a->codes, back->nrows * 4);
+            memcpy(b->u8, a->u8, a->ndict);
+            b->ndict = a->ndict;
+        } else if (a->u8) {
+            memcpy(b->u8, a->u8, back->nrows);
+        }
+    }
+    t_ok(sp_unpin(p, r));
+    t_ok(sp_release(p, r));
+    return copy;
+}
+
+/* A pooled uint8 column with more values in its pool than rows (a filtered or small
+ * partition) comes back, and one with no rows comes back pooled. */
+static void test_pooled_uint8_round_trips(void **state)
+{
+    t_fix *f = *state;
+    sp_pool *p = f->p = t_pool(f->dir, 1000, 1 << 20, SP_POLICY_LRU);
+    for (uint64_t rows = 5;; rows = 0) {
+        const sp_col_spec spec = {"u", SP_COL_UINT8, 1};
+        sp_table *t;
+        t_ok(sp_table_new(1, &spec, rows, &t));
+        for (unsigned k = 0; k < 7; k++) t->cols[0].u8[k] = (uint8_t)(10 * k);
+        t->cols[0].ndict = rows ? 7 : 0;
+        for (uint64_t r = 0; r < rows; r++) t->cols[0].codes[r] = (uint32_t)(6 - r);
+        sp_table_recount(t);
+        sp_table *back = spill_and_back(p, t);
+        assert_int_equal(back->nrows, rows);
+        assert_non_null(back->cols[0].codes); /* still pooled */
+        for (uint64_t r = 0; r < rows; r++) assert_int_equal((int)sp_table_num(back, 0, r), 10 * (6 - (int)r));
+        sp_table_free(back);
+        if (rows == 0) break;
+    }
+}
+
+/* A type that writes given bytes and reads them back as a table: a stored form the
+ * encoder would never write, for the decoder to refuse. */
+static const unsigned char *raw_bytes;
+static size_t raw_len;
+static size_t raw_size(const void *o) { (void)o; return 8; }
+static sp_status raw_encode(const void *o, sp_writer *w) { (void)o; return sp_write(w, raw_bytes, raw_len); }
+static void raw_free(void *o) { free(o); }
+
+static void put_u32(unsigned char *b, size_t *n, uint32_t v) { memcpy(b + *n, &v, 4), *n += 4; }
+
+static void test_malformed_stored_tables_refused(void **state)
+{
+    t_fix *f = *state;
+    sp_pool *p = f->p = t_pool(f->dir, 1000, 1 << 20, SP_POLICY_LRU);
+    const sp_type raw = {"raw", raw_size, raw_encode, sp_table_type.decode, raw_free, NULL};
+    static const char *const says[] = {"malformed header", "both named 'a'", "column 1 is malformed",
+                                       "a NUL byte in its name"};
+    for (int k = 0; k < 4; k++) {
+        unsigned char b[256];
+        size_t n = 0;
+        memcpy(b, "SPTBL1\0\0", 8), n = 8;
+        put_u32(b, &n, 2);          /* columns */
+        put_u32(b, &n, k == 0);     /* reserved */
+        uint64_t rows = 1;
+        memcpy(b + n, &rows, 8), n += 8;
+        for (int c = 0; c < 2; c++) {
+            const char *name = c == 0 ? "a" : k == 1 ? "a" : k == 2 ? "" : "b\0c";
+            uint32_t nl = c == 0 ? 1 : k == 1 ? 1 : k == 2 ? 0 : 3;
+            put_u32(b, &n, SP_COL_INT64);
+            put_u32(b, &n, nl);
+            memcpy(b + n, name, nl), n += nl;
+            int64_t v = 7;
+            memcpy(b + n, &v, 8), n += 8;
+        }
+        raw_bytes = b;
+        raw_len = n;
+        sp_ref r, big;
+        t_ok(sp_put(p, malloc(8), &raw, NULL, &r));
+        big = t_put(p, 1000, 1);
+        t_ok(sp_release(p, big));
+        void *o;
+        t_status(sp_pin(p, r, &o), SP_ERR_CORRUPT);
+        if (!strstr(sp_last_error(), says[k])) fail_msg("case %d: \"%s\" lacks \"%s\"", k, sp_last_error(), says[k]);
+        t_ok(sp_release(p, r));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fetch_equals_generated),
+        cmocka_unit_test_setup_teardown(test_pooled_uint8_round_trips, t_fix_setup, t_fix_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_stored_tables_refused, t_fix_setup, t_fix_teardown),
         cmocka_unit_test(test_pipeline_matches_reference),
         cmocka_unit_test(test_pipeline_under_tenth_bound_same_answer),
         cmocka_unit_test(test_reduce_matches_reference),

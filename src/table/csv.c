@@ -33,6 +33,7 @@
 #include "../common/error.h"
 #include "../filter/par.h"
 #include "spillpool/csv.h"
+#include "table_internal.h"
 
 /* For tests: parse with a given number of chunks (0: as sp_csv_parse would). */
 SP_HIDDEN sp_status sp__csv_parse_chunks(const char *buf, size_t len, const sp_csv_options *opt, const char *what,
@@ -430,27 +431,16 @@ static sp_status sp_field(sp_parser *ps, size_t *p, uint32_t field, const char *
 }
 
 /* Two columns of one name: a lookup by name would find the first, so operations
- * that name a column could not reach the second. Names are hashed: headers may be
- * thousands of columns wide. */
+ * that name a column could not reach the second. */
 static sp_status sp_unique_names(const sp_parser *ps, char **nm, uint32_t n)
 {
-    size_t cap = 16;
-    while (cap < 2 * (size_t)n) cap *= 2;
-    uint32_t *slots = sp__calloc(cap, sizeof *slots); /* column + 1, 0 empty */
-    SP_RETURN_IF(!slots, SP_ERR_NOMEM, "%s: out of memory", ps->what);
-    for (uint32_t c = 0; c < n; c++) {
-        size_t len = strlen(nm[c]), i = (size_t)XXH3_64bits(nm[c], len) & (cap - 1);
-        for (; slots[i]; i = (i + 1) & (cap - 1)) {
-            uint32_t k = slots[i] - 1;
-            if (strcmp(nm[k], nm[c]) != 0) continue;
-            sp__free(slots);
-            return sp__fail(SP_ERR_CORRUPT, "%s: columns %u and %u of the header are both named '%.*s%s'", ps->what,
-                            k + 1, c + 1, len > 40 ? 40 : (int)len, nm[c], len > 40 ? "..." : "");
-        }
-        slots[i] = c + 1;
-    }
-    sp__free(slots);
-    return SP_OK;
+    uint32_t k, c;
+    int rep = n ? sp__names_repeat(nm, sizeof *nm, n, &k, &c) : 0;
+    SP_RETURN_IF(rep < 0, SP_ERR_NOMEM, "%s: out of memory", ps->what);
+    if (rep == 0) return SP_OK;
+    size_t len = strlen(nm[c]);
+    return sp__fail(SP_ERR_CORRUPT, "%s: columns %u and %u of the header are both named '%.*s%s'", ps->what, k + 1,
+                    c + 1, len > 40 ? 40 : (int)len, nm[c], len > 40 ? "..." : "");
 }
 
 /* Parse the header (or count the first record's fields) into names. */

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "../common/alloc.h"
 #include "table_internal.h"
@@ -120,15 +121,39 @@ sp_status sp__column_alloc(sp_column *col, const char *name, sp_col_type type, i
     return sp__fail(SP_ERR_INVALID, "table: column '%s' has unknown type %d", name, (int)type);
 }
 
+int sp__names_repeat(const void *base, size_t stride, uint32_t n, uint32_t *a, uint32_t *b)
+{
+#define SP_NAME_AT(i) (*(const char *const *)(const void *)((const char *)base + (size_t)(i) * stride))
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    uint32_t *slots = sp__calloc(cap, sizeof *slots); /* index + 1, 0 empty */
+    if (!slots) return -1;
+    int found = 0;
+    for (uint32_t c = 0; c < n && !found; c++) {
+        const char *nm = SP_NAME_AT(c);
+        size_t i = (size_t)XXH3_64bits(nm, strlen(nm)) & (cap - 1);
+        for (; slots[i] && !found; i = (i + 1) & (cap - 1))
+            if (strcmp(SP_NAME_AT(slots[i] - 1), nm) == 0) {
+                *a = slots[i] - 1;
+                *b = c;
+                found = 1;
+            }
+        if (!found) slots[i] = c + 1;
+    }
+#undef SP_NAME_AT
+    sp__free(slots);
+    return found;
+}
+
 sp_status sp_table_new(uint32_t ncols, const sp_col_spec *cols, uint64_t nrows, sp_table **out)
 {
     SP_RETURN_IF(!out || (ncols && !cols), SP_ERR_INVALID, "sp_table_new: NULL argument");
-    for (uint32_t c = 0; c < ncols; c++) {
+    for (uint32_t c = 0; c < ncols; c++)
         SP_RETURN_IF(!cols[c].name || !cols[c].name[0], SP_ERR_INVALID, "sp_table_new: column %u has no name", c);
-        for (uint32_t k = 0; k < c; k++)
-            SP_RETURN_IF(strcmp(cols[k].name, cols[c].name) == 0, SP_ERR_INVALID,
-                         "sp_table_new: two columns are named '%s'", cols[c].name);
-    }
+    uint32_t a, b;
+    int rep = ncols ? sp__names_repeat(&cols[0].name, sizeof *cols, ncols, &a, &b) : 0;
+    SP_RETURN_IF(rep < 0, SP_ERR_NOMEM, "table: out of memory");
+    SP_RETURN_IF(rep > 0, SP_ERR_INVALID, "sp_table_new: two columns are named '%s'", cols[b].name);
     sp_table *t = NULL;
     SP_FORWARD(sp__table_shell(ncols, &t));
     t->nrows = nrows;

@@ -32,6 +32,12 @@ typedef struct sp_expr sp_expr;
 SP_HIDDEN sp_status sp__agg_names(const char *key, uint32_t naggs, const sp_agg *aggs, uint32_t na, char **names);
 SP_HIDDEN void sp__agg_names_free(uint32_t na, char **names);
 
+/* Whether two of n names are the same; the names are the const char * at base,
+ * base + stride, ... (a field of an array of structs). 1 with the first such pair in
+ * *a < *b, 0 if none, -1 when out of memory. Hashed: a CSV header may be thousands
+ * of columns wide. */
+SP_HIDDEN int sp__names_repeat(const void *base, size_t stride, uint32_t n, uint32_t *a, uint32_t *b);
+
 SP_HIDDEN sp_status sp__expr_compile(const char *text, const sp_table *schema, sp_expr **out);
 /* keep[r] = 1 where the expression holds for row r of part (which has the schema's
  * columns at the same positions), else 0. Errors: SP_ERR_NOMEM. */

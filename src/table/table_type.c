@@ -6,7 +6,9 @@
  *   column := u32 type u32 name_len name payload
  *   int64, double: nrows x 8 bytes
  *   string: u32 ndict (u32 len bytes)* then nrows x u32 codes
- *   uint8:  u32 ndict; 0: nrows bytes; else ndict bytes then nrows x u32 codes
+ *   uint8:  u32 ndict; 0: nrows bytes; else ndict bytes then nrows x u32 codes (a
+ *           pooled column without values, which has no rows, is written with one
+ *           value 0, so that it comes back pooled)
  * Host byte order: spill files never leave the machine that wrote them. */
 #include <string.h>
 
@@ -38,14 +40,16 @@ static sp_status sp_tbl_encode(const void *obj, sp_writer *w)
         switch (col->type) {
         case SP_COL_INT64: SP_FORWARD(sp_write(w, col->i64, t->nrows * 8)); break;
         case SP_COL_DOUBLE: SP_FORWARD(sp_write(w, col->f64, t->nrows * 8)); break;
-        case SP_COL_UINT8:
-            SP_FORWARD(sp_put32(w, col->codes ? col->ndict : 0));
+        case SP_COL_UINT8: {
+            uint32_t nd = col->codes ? (col->ndict ? col->ndict : 1) : 0; /* the pool holds 256 bytes */
+            SP_FORWARD(sp_put32(w, nd));
             if (!col->codes) SP_FORWARD(sp_write(w, col->u8, t->nrows));
             else {
-                SP_FORWARD(sp_write(w, col->u8, col->ndict));
+                SP_FORWARD(sp_write(w, col->u8, nd));
                 SP_FORWARD(sp_write(w, col->codes, t->nrows * 4));
             }
             break;
+        }
         case SP_COL_STRING:
             SP_FORWARD(sp_put32(w, col->ndict));
             for (uint32_t k = 0; k < col->ndict; k++) {
@@ -92,17 +96,21 @@ static sp_status sp_take_column(sp_in *in, sp_column *col, uint32_t c, uint64_t 
     uint32_t type = 0, nl = 0;
     SP_FORWARD(sp_take_in(in, &type, 4));
     SP_FORWARD(sp_take_in(in, &nl, 4));
-    SP_RETURN_IF(type < SP_COL_INT64 || type > SP_COL_UINT8 || nl > in->left || nl > 4096, SP_ERR_CORRUPT,
+    SP_RETURN_IF(type < SP_COL_INT64 || type > SP_COL_UINT8 || nl == 0 || nl > in->left || nl > 4096, SP_ERR_CORRUPT,
                  "table: column %u is malformed", c);
     char name[4097];
     SP_FORWARD(sp_take_in(in, name, nl));
     name[nl] = '\0';
+    SP_RETURN_IF(memchr(name, '\0', nl), SP_ERR_CORRUPT, "table: column %u: a NUL byte in its name", c);
     uint32_t nd = 0;
     if (type == SP_COL_UINT8 || type == SP_COL_STRING) SP_FORWARD(sp_take_in(in, &nd, 4));
     SP_RETURN_IF(type == SP_COL_UINT8 && nd > 256, SP_ERR_CORRUPT, "table: column %u has %u uint8 values", c, nd);
     uint64_t width = type == SP_COL_UINT8 ? (nd ? 4 : 1) : type == SP_COL_STRING ? 4 : 8;
+    /* a string's length takes 4 bytes, a pooled uint8 value 1 */
+    uint64_t dict_min = type == SP_COL_STRING ? (uint64_t)nd * 4 : nd;
     SP_RETURN_IF(nrows * width > in->left, SP_ERR_CORRUPT, "table: column %u is short", c);
-    SP_RETURN_IF((uint64_t)nd * 4 > in->left, SP_ERR_CORRUPT, "table: column %u: %u strings cannot fit", c, nd);
+    SP_RETURN_IF(nrows * width + dict_min > in->left, SP_ERR_CORRUPT, "table: column %u: %u %s cannot fit", c, nd,
+                 type == SP_COL_STRING ? "strings" : "values");
     SP_FORWARD(sp__column_alloc(col, name, (sp_col_type)type, nd != 0, nrows));
     switch (type) {
     case SP_COL_INT64: return sp_take_in(in, col->i64, nrows * 8);
@@ -158,6 +166,7 @@ static sp_status sp_tbl_decode_binary(sp_reader *r, uint64_t len, sp_table **out
     SP_RETURN_IF(memcmp(magic, sp_tbl_magic, 8) != 0, SP_ERR_CORRUPT, "table: not a stored table");
     SP_FORWARD(sp_take_in(&in, hdr, sizeof hdr));
     SP_FORWARD(sp_take_in(&in, &nrows, 8));
+    SP_RETURN_IF(hdr[1] != 0, SP_ERR_CORRUPT, "table: malformed header");
     SP_RETURN_IF(hdr[0] > in.left / 8 + 1 || nrows > in.left, SP_ERR_CORRUPT, "table: %u columns of %llu rows "
                  "cannot fit in %llu bytes", hdr[0], (unsigned long long)nrows, (unsigned long long)in.left);
     sp_table *t;
@@ -170,6 +179,10 @@ static sp_status sp_tbl_decode_binary(sp_reader *r, uint64_t len, sp_table **out
         if (t->cols[c].name) t->ncols = c + 1;
     }
     if (st == SP_OK && in.left != 0) st = sp__fail(SP_ERR_CORRUPT, "table: %llu bytes left over", (unsigned long long)in.left);
+    uint32_t a, b;
+    int rep = st == SP_OK && t->ncols ? sp__names_repeat(&t->cols[0].name, sizeof *t->cols, t->ncols, &a, &b) : 0;
+    if (rep < 0) st = sp__fail(SP_ERR_NOMEM, "table: out of memory");
+    else if (rep > 0) st = sp__fail(SP_ERR_CORRUPT, "table: columns %u and %u are both named '%s'", a, b, t->cols[b].name);
     if (st != SP_OK) {
         sp_table_free(t);
         return st;
