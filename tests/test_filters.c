@@ -733,6 +733,7 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
         {hlen + 4, 0x01, "malformed frame header"}, /* stored differs from raw without a chain */
         {30, 0x55, "header checksum mismatch"},     /* the file id */
         {len - 24 + 4, 0x01, "malformed end marker"},
+        {len - 24 + 16, 0x01, "end marker does not match the frames before it"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         memcpy(c, b, len);
@@ -740,6 +741,14 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
         t_spew(bad, c, len);
         if (!inspect_says(f->dir, bad, cases[k].want)) fail_msg("case %zu", k);
     }
+    /* the last frame cut out, the end marker kept */
+    size_t f0 = hlen, s0 = (size_t)b[f0] | (size_t)b[f0 + 1] << 8 | (size_t)b[f0 + 2] << 16 | (size_t)b[f0 + 3] << 24;
+    size_t f1 = f0 + 24 + s0;
+    assert_true(f1 < len - 24);
+    memcpy(c, b, f1);
+    memcpy(c + f1, b + len - 24, 24);
+    t_spew(bad, c, f1 + 24);
+    assert_true(inspect_says(f->dir, bad, "end marker does not match the frames before it"));
     memcpy(c, b, len);
     memcpy(c + len, "garbage\n", 8);
     t_spew(bad, c, len + 8);
@@ -775,6 +784,10 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
         t_spew(bad, b, len);
         if (!inspect_says(f->dir, bad, "malformed frame header")) fail_msg("filter word byte 0x%02x", words[k]);
     }
+    b[hlen + 10] = 0x02;
+    memcpy(b + hlen + 4, "\x0a\0\0\0", 4); /* 10 plain bytes: more stored than lz4 makes of them */
+    t_spew(bad, b, len);
+    assert_true(inspect_says(f->dir, bad, "malformed frame header"));
     free(b);
 }
 

@@ -3,8 +3,9 @@
  * stored bytes are written to stdout back to back: for a file written by the gzip
  * filter alone that is a multi-member gzip stream, so `| gzip -d` gives the object's
  * stored form. It checks the layout as the pool's reader does (header and its
- * checksum, frame lengths and flags, the end marker and nothing after it), not the
- * frames' data: their checksums and tags are checked when the pool reads them. */
+ * checksum, frame lengths and flags, the end marker, its hash of the frames before it
+ * and nothing after it), not the frames' data: their checksums and tags are checked
+ * when the pool reads them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,13 +84,17 @@ int sp_inspect(const char *path, int payload)
     }
     memcpy(chain, hb + 24, clen);
     chain[clen] = '\0';
+    unsigned stages = clen ? 1 : 0;
+    for (size_t i = 0; i < clen; i++) stages += chain[i] == ',';
+    if (strlen(chain) != clen || stages > SP_CHAIN_MAX) { /* a NUL inside, or more stages than a chain has */
+        fclose(f);
+        return bad(path, "malformed header", 24);
+    }
     /* The frames' filter words are checked against the chain as the reader does. A
      * chain naming the caller's own filters does not parse here: then its stage count
      * bounds the words. */
     sp_chain parsed;
     int known = clen && sp__chain_parse(chain, NULL, 0, &parsed) == SP_OK;
-    unsigned stages = clen ? 1 : 0;
-    for (size_t i = 0; i < clen; i++) stages += chain[i] == ',';
     fprintf(rep, "%s: header %u bytes, frames of %u bytes, chain \"%s\"%s\n", path, hlen, fsize, chain,
             (flags & 1) ? ", encrypted (key check present)" : "");
     if (fseek(f, (long)hlen, SEEK_SET) != 0) {
@@ -109,7 +114,7 @@ int sp_inspect(const char *path, int payload)
         /* the reader's checks: known flags, a zero word, lengths a chain can give */
         int ok = le32(fh + 12) == 0 && (fl & ((1u << SP_FRAME_SKIP_SHIFT) - 1) & ~SP_FRAME_END) == 0 &&
                  skip >> SP_WORD_BITS == 0 && (skip & SP_WORD_SKIP) >> stages == 0 && r <= fsize;
-        if (ok && known) ok = sp__chain_word_ok(&parsed, skip);
+        if (ok && known) ok = sp__chain_word_ok(&parsed, skip) && s <= sp__chain_caps(&parsed, r, NULL);
         if (ok && !known && clen) {
             unsigned stage = skip >> SP_WORD_STAGE_SHIFT & 7u;
             ok = stage < stages && ((skip >> SP_WORD_SHUF_SHIFT & 3u) || stage == 0);
@@ -121,6 +126,11 @@ int sp_inspect(const char *path, int payload)
             break;
         }
         if (fl & SP_FRAME_END) {
+            uint64_t hash = (uint64_t)le32(fh + 16) | (uint64_t)le32(fh + 20) << 32;
+            if (hash != sp__end_hash(raw, frames)) {
+                rc = bad(path, "end marker does not match the frames before it (frames dropped?)", at);
+                break;
+            }
             if (fgetc(f) != EOF) {
                 rc = bad(path, "bytes after the end marker", at + 24);
                 break;

@@ -127,6 +127,14 @@ static uint64_t sp_frame_seed(uint32_t stored, uint32_t raw, uint32_t flags, uin
            ((uint64_t)(flags >> 16) * 0xC2B2AE3D27D4EB4Full);
 }
 
+uint64_t sp__end_hash(uint64_t raw_total, uint64_t frames)
+{
+    unsigned char t[16];
+    put64(t, raw_total);
+    put64(t + 8, frames);
+    return XXH3_64bits_withSeed(t, sizeof t, sp_frame_seed(0, 0, SP_FRAME_END, frames));
+}
+
 static sp_status sp_emit(sp_writer *w, const void *buf, size_t len)
 {
     SP_FORWARD(w->charge(w->charge_ctx, len));
@@ -282,14 +290,12 @@ sp_status sp__writer_finish(sp_writer *w)
         SP_FORWARD(sp_emit_frame(w, w->stage, (uint32_t)w->fill, 0));
         w->fill = 0;
     }
-    unsigned char h[SP_FRAME_HEADER], t[16];
-    put64(t, w->raw_total);
-    put64(t + 8, w->frames);
+    unsigned char h[SP_FRAME_HEADER];
     put32(h, 0);
     put32(h + 4, 0);
     put32(h + 8, SP_FRAME_END);
     put32(h + 12, 0);
-    put64(h + 16, XXH3_64bits_withSeed(t, sizeof t, sp_frame_seed(0, 0, SP_FRAME_END, w->frames)));
+    put64(h + 16, sp__end_hash(w->raw_total, w->frames));
     return sp_emit(w, h, sizeof h);
 }
 
@@ -579,10 +585,7 @@ sp_status sp__reader_finish(sp_reader *r)
     uint64_t hash;
     SP_FORWARD(sp_next_frame(r, &stored, &raw, &flags, &hash));
     SP_RETURN_IF(!(flags & SP_FRAME_END), SP_ERR_CORRUPT, "%s: more data than the object holds", r->what);
-    unsigned char t[16];
-    put64(t, r->raw_total);
-    put64(t + 8, r->frames);
-    SP_RETURN_IF(XXH3_64bits_withSeed(t, sizeof t, sp_frame_seed(0, 0, SP_FRAME_END, r->frames)) != hash,
+    SP_RETURN_IF(sp__end_hash(r->raw_total, r->frames) != hash,
                  SP_ERR_CORRUPT, "%s: end marker does not match the frames read (frames dropped?)", r->what);
     SP_RETURN_IF(r->consumed != r->file_size, SP_ERR_CORRUPT, "%s: %llu stray bytes after the end marker",
                  r->what, (unsigned long long)(r->file_size - r->consumed));

@@ -66,6 +66,10 @@ struct sp_reader {
     unsigned char file_key[SP_KEY_BYTES];
 };
 
+/* The end marker's hash: of the plain bytes and frames before it, so a file whose
+ * last frames were cut off (with the marker kept) is found out. */
+SP_HIDDEN uint64_t sp__end_hash(uint64_t raw_total, uint64_t frames);
+
 /* Write the header. stored_total counts every byte charged, even on failure. chain
  * may be NULL (none); key is needed when it encrypts. */
 SP_HIDDEN sp_status sp__writer_begin(sp_writer *w, const sp_store_methods *m, void *file,
