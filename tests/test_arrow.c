@@ -37,7 +37,8 @@ static void city_name(uint32_t i, uint32_t k, char *buf, size_t cap)
 }
 
 typedef struct {
-    long fail; /* the partition whose generator fails, or -1 */
+    long fail;   /* the partition whose generator fails, or -1 */
+    long latin1; /* the partition with a string that is not UTF-8, or -1 */
 } gen_cfg;
 
 static sp_status gen(uint32_t i, void *user, sp_table **out)
@@ -63,6 +64,7 @@ static sp_status gen(uint32_t i, void *user, sp_table **out)
         city_name(i, k, names[k], sizeof names[k]);
         ptrs[k] = names[k];
     }
+    if (g->latin1 == (long)i) names[2][1] = '\xe9'; /* "c\xe9ty-...": Latin-1, not UTF-8 */
     if ((st = sp_table_set_dict(t, 4, NCITY, ptrs)) != SP_OK) {
         sp_table_free(t);
         return st;
@@ -83,6 +85,8 @@ typedef struct {
     gen_cfg g;
 } fx;
 
+static long latin1_part = -1; /* for fx_open: gen_cfg.latin1 */
+
 static fx *fx_open(uint64_t mem, uint32_t nparts, long fail)
 {
     fx *f = calloc(1, sizeof *f);
@@ -92,6 +96,7 @@ static fx *fx_open(uint64_t mem, uint32_t nparts, long fail)
     t_ok(sp_dag_open(&f->d, f->p, &o));
     f->n = nparts;
     f->g.fail = fail;
+    f->g.latin1 = latin1_part;
     t_ok(sp_dtable_generate(f->d, NCOLS, schema, nparts, gen, &f->g, rows_of(0) * 25, &f->t));
     sp_dag_wait(f->d);
     return f;
@@ -474,6 +479,26 @@ static void test_failed_generator_error_returned(void **state)
     fx_close(f);
 }
 
+/* A string that is not UTF-8 cannot go out in a utf8 array: the export says which,
+ * and leaves nothing behind. */
+static void test_strings_not_utf8_are_refused(void **state)
+{
+    (void)state;
+    latin1_part = 1;
+    fx *f = fx_open(64 << 20, 3, -1);
+    latin1_part = -1;
+    struct ArrowSchema s = {.release = stale_schema_release};
+    struct ArrowArray a = {.release = stale_array_release};
+    t_status(sp_dtable_export_arrow(f->t, 1, &s, &a), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "column 'city': string 2 is not UTF-8 (byte 1 is 0xe9)"));
+    expect_released(&s, &a);
+    assert_int_equal(pinned(f), 0);
+    export_ok(f, 0, &s, &a);
+    a.release(&a);
+    s.release(&s);
+    fx_close(f);
+}
+
 /* Every allocation of an export failed in turn: an error, both outputs released,
  * nothing left pinned; and once enough succeed, the export is whole. */
 static void test_allocation_failures_leave_nothing(void **state)
@@ -514,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_moved_child_outlives_parent),
         cmocka_unit_test(test_out_of_range_is_invalid),
         cmocka_unit_test(test_failed_generator_error_returned),
+        cmocka_unit_test(test_strings_not_utf8_are_refused),
         cmocka_unit_test(test_allocation_failures_leave_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

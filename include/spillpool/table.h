@@ -236,8 +236,11 @@ struct ArrowArray {
  * "C". No nulls, no validity bitmaps. The partition stays pinned until the array's
  * release callback has run (and that of any child the consumer moved out of it); the
  * schema owns copies of its strings and holds nothing. On error both have release ==
- * NULL. Errors: SP_ERR_INVALID (i out of range), the partition's errors, SP_ERR_TOO_BIG
- * (a string dictionary of more than 2^31-1 bytes), SP_ERR_NOMEM. */
+ * NULL. Release every exported array before sp_pool_close: closing the pool frees
+ * the partitions the arrays point into. Errors: SP_ERR_INVALID (i out of range, or a
+ * string that is not UTF-8, which an Arrow utf8 array must hold: CSV bytes are not
+ * checked when read), the partition's errors, SP_ERR_TOO_BIG (a string dictionary of
+ * more than 2^31-1 bytes), SP_ERR_NOMEM. */
 sp_status sp_dtable_export_arrow(sp_dtable *t, uint32_t i, struct ArrowSchema *schema, struct ArrowArray *array);
 
 #ifdef __cplusplus

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/utf8.h"
 #include "../table/table_internal.h"
 #include "spillpool/spillpool.h"
 #include "query.h"
@@ -144,28 +145,6 @@ static void q_json_double(FILE *f, double d)
     fputs(isfinite(d) ? q_fmt_double(d, b, sizeof b) : "null", f);
 }
 
-/* The length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
-static size_t q_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;      /* overlong */
-        else if (c == 0xED) hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;      /* overlong */
-        else if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
-    } else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-        if ((s[k] & 0xC0) != 0x80) return 0;
-    return len;
-}
-
 /* n bytes as a JSON string. CSV data is bytes, and JSON must be UTF-8: an invalid
  * byte becomes U+FFFD rather than breaking the document. */
 void sp_json_string(FILE *f, const char *s, size_t n)
@@ -189,7 +168,7 @@ void sp_json_string(FILE *f, const char *s, size_t n)
             }
             i++;
         } else {
-            size_t l = q_utf8_len(u + i, n - i);
+            size_t l = sp__utf8_len(u + i, n - i);
             if (l) fwrite(u + i, 1, l, f);
             else fputs("\\ufffd", f);
             i += l ? l : 1;

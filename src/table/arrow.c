@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../common/alloc.h"
+#include "../common/utf8.h"
 #include "table_internal.h"
 
 /* The partition's pin, shared by the arrays of one export; the last one unpins. */
@@ -92,6 +93,11 @@ static sp_status sp_arrow_strings(struct ArrowArray *a, const sp_column *col)
     if (!n->offsets || !n->data) return sp__fail(SP_ERR_NOMEM, "arrow export: out of memory");
     int32_t at = 0;
     for (uint32_t k = 0; k < col->ndict; k++) {
+        /* utf8 arrays must hold UTF-8, and a CSV's bytes were never checked */
+        size_t bad = sp__utf8_bad_at(col->dict[k], col->dict_len[k]);
+        SP_RETURN_IF(bad < col->dict_len[k], SP_ERR_INVALID,
+                     "arrow export: column '%s': string %u is not UTF-8 (byte %zu is 0x%02x), which a utf8 array "
+                     "must hold", col->name, k, bad, (unsigned)(unsigned char)col->dict[k][bad]);
         n->offsets[k] = at;
         memcpy(n->data + at, col->dict[k], col->dict_len[k]);
         at += (int32_t)col->dict_len[k];
