@@ -454,6 +454,32 @@ static void crashed_session_is_removed_by_the_next_pool(void **state)
     sd_assert_entries(f->dir, 2);
 }
 
+/* A symbolic link planted under a dead session's name (in a spill directory others
+ * can write, say) is not followed: the directory it points to keeps its files. */
+static void a_link_in_a_session_s_place_is_not_followed(void **state)
+{
+    fix *f = *state;
+    char spill[SD_PATH], other[SD_PATH], link[SD_PATH], lock[SD_PATH], keep[SD_PATH];
+    sd_join(spill, f->dir, "spill");
+    sd_join(other, f->dir, "other");
+    assert_int_equal(mkdir(spill, 0700), 0);
+    assert_int_equal(mkdir(other, 0700), 0);
+    sd_join(keep, other, "precious.txt");
+    t_spew(keep, (const unsigned char *)"mine\n", 5);
+    sd_join(link, spill, "session-1-0123456789abcdef");
+    assert_int_equal(symlink(other, link), 0);
+    sd_lock_of(lock, link);
+    t_spew(lock, (const unsigned char *)"", 0); /* a lock nobody holds: the session looks dead */
+    f->p[0] = t_pool(spill, SD_MEM, SD_DISK, SP_POLICY_LRU);
+    size_t n;
+    unsigned char *back = t_slurp(keep, &n);
+    assert_int_equal(n, 5);
+    free(back);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0); /* the link itself is left alone too */
+    assert_true(S_ISLNK(st.st_mode));
+}
+
 /* ---- 5. a live process's session is not reaped ---- */
 
 static void live_session_of_another_process_is_kept(void **state)
@@ -769,6 +795,7 @@ int main(void)
         T(missing_nested_dir_is_created_with_mode_0700),
         T(close_removes_session_and_lock_even_with_live_spilled_objects),
         T(crashed_session_is_removed_by_the_next_pool),
+        T(a_link_in_a_session_s_place_is_not_followed),
         T(live_session_of_another_process_is_kept),
         T(retained_and_tagged_files_survive_release_close_and_reaping),
         T(two_pools_in_one_process_have_separate_sessions),

@@ -85,15 +85,23 @@ static sp_status sp_mkdirs(const char *dir)
 /* Remove a flat directory of files (a session directory never has subdirectories). */
 static void sp_remove_flat_dir(const char *path)
 {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            unlinkat(dirfd(d), e->d_name, 0);
-        }
-        closedir(d);
+    /* Not through a symbolic link, and only a directory of ours: a link planted in a
+     * shared spill directory under a session's name must not lead this to empty
+     * another directory. */
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st;
+    DIR *d = fstat(fd, &st) == 0 && st.st_uid == geteuid() ? fdopendir(fd) : NULL;
+    if (!d) {
+        close(fd);
+        return;
     }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
     rmdir(path);
 }
 
@@ -109,9 +117,10 @@ static void sp_reap_dead_sessions(sp_dir_store *s)
             continue;
         char lock[SP_PATH_CAP], dir[SP_PATH_CAP];
         if (snprintf(lock, sizeof lock, "%s/%s", s->base, e->d_name) >= (int)sizeof lock) continue;
-        int fd = open(lock, O_RDWR | O_CLOEXEC);
+        int fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0) continue;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0) {
             snprintf(dir, sizeof dir, "%.*s", (int)(strlen(lock) - 5), lock);
             sp_remove_flat_dir(dir);
             unlink(lock);
