@@ -50,7 +50,7 @@ test-fuzz: deps
 test: test-asan test-tsan test-fuzz test-plain
 
 bench: build
-	./build/bench_w1
+	./build/bench_w1 --runs 5
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -29,10 +29,17 @@ int main(int argc, char **argv)
     uint64_t bound = 1ull << 30;
     int runs = 3, json = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--parts") == 0 && i + 1 < argc) o.parts = (uint32_t)strtoul(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc) o.rows = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--bound") == 0 && i + 1 < argc) {
+        uint64_t v;
+        if (strcmp(argv[i], "--parts") == 0 && i + 1 < argc) {
+            if (sp_parse_count("bench_w1", "--parts", argv[++i], 1, 1u << 24, &v)) return 2;
+            o.parts = (uint32_t)v;
+        } else if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc) {
+            if (sp_parse_count("bench_w1", "--rows", argv[++i], 1, 1ull << 32, &v)) return 2;
+            o.rows = v;
+        } else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+            if (sp_parse_count("bench_w1", "--runs", argv[++i], 1, 50, &v)) return 2;
+            runs = (int)v;
+        } else if (strcmp(argv[i], "--bound") == 0 && i + 1 < argc) {
             if (sp_parse_size(argv[++i], &bound) != SP_OK || bound == 0) {
                 fprintf(stderr, "bench_w1: --bound: %s\n", sp_last_error());
                 return 2;
@@ -42,10 +49,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: bench_w1 [--parts N] [--rows R] [--bound SIZE] [--runs K] [--json]\n");
             return 2;
         }
-    }
-    if (runs < 1 || runs > 50 || o.parts == 0 || o.rows == 0) {
-        fprintf(stderr, "bench_w1: --runs 1..50, --parts and --rows > 0\n");
-        return 2;
     }
     sp_config base;
     if (sp_config_from_env(&base) != SP_OK) {

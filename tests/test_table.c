@@ -451,8 +451,10 @@ static void test_bad_operations_rejected(void **state)
 
 static char *write_file(const char *dir, const char *name, const char *text)
 {
-    char *path = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(path, "%s/%s", dir, name);
+    size_t cap = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(cap);
+    assert_non_null(path);
+    snprintf(path, cap, "%s/%s", dir, name);
     t_spew(path, (const unsigned char *)text, strlen(text));
     return path;
 }

@@ -7,6 +7,7 @@
 #include "spillpool/spillpool.h"
 #include "bench_filters.h"
 #include "bench_table.h"
+#include "../pool/pool_internal.h"
 #include "bench_csv.h"
 #include "bench_lazy.h"
 #include "inspect.h"
@@ -70,23 +71,6 @@ static int fail(sp_status st, const char *what)
     return 1;
 }
 
-static int parse_u64(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!v || v[0] == '-' || v[0] == '\0') {
-        fprintf(stderr, "spillpool: %s needs a number\n", opt);
-        return -1;
-    }
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || *end || n < min || n > max) {
-        fprintf(stderr, "spillpool: %s '%s': expected a whole number from %llu to %llu\n", opt, v,
-                (unsigned long long)min, (unsigned long long)max);
-        return -1;
-    }
-    *out = n;
-    return 0;
-}
 
 /* The workload options shared by demo and bench: 1 taken (i advanced), 0 not
  * one of them, -1 bad value (already reported). */
@@ -95,13 +79,13 @@ static int parse_demo_opt(int argc, char **argv, int *i, sp_demo_opts *o)
     uint64_t v;
     const char *val = *i + 1 < argc ? argv[*i + 1] : NULL;
     if (strcmp(argv[*i], "--parts") == 0) {
-        if (parse_u64("--parts", val, 1, 1u << 24, &v)) return -1;
+        if (sp_parse_count("spillpool", "--parts", val, 1, 1u << 24, &v)) return -1;
         o->parts = (uint32_t)v;
     } else if (strcmp(argv[*i], "--rows") == 0) {
-        if (parse_u64("--rows", val, 1, 1ull << 32, &v)) return -1;
+        if (sp_parse_count("spillpool", "--rows", val, 1, 1ull << 32, &v)) return -1;
         o->rows = v;
     } else if (strcmp(argv[*i], "--seed") == 0) {
-        if (parse_u64("--seed", val, 0, UINT64_MAX, &v)) return -1;
+        if (sp_parse_count("spillpool", "--seed", val, 0, UINT64_MAX, &v)) return -1;
         o->seed = v;
     } else return 0;
     (*i)++;
@@ -192,10 +176,9 @@ static int cmd_config(int argc, char **argv)
     sp_status st = sp_config_from_env(&c);
     if (st == SP_OK) st = sp_config_check(&c); /* what a pool would refuse at open */
     if (st != SP_OK) return fail(st, "configuration");
-    const char *home = getenv("HOME");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", c.dir ? c.dir : "");
-    if (!c.dir) snprintf(dir, sizeof dir, "%s/.spillpool", home ? home : "~");
+    char *dir = NULL; /* the one a pool would use */
+    if (!c.dir && (st = sp__default_dir(&dir)) != SP_OK) return fail(st, "configuration");
+    if (c.dir && !(dir = strdup(c.dir))) return fail(SP_ERR_NOMEM, "configuration");
     const char *filters = c.filters ? c.filters : "";
     const char *key_file = c.key_file ? c.key_file : "";
     if (json) { /* paths and chains are the user's text: escaped */
@@ -217,6 +200,7 @@ static int cmd_config(int argc, char **argv)
                filters[0] ? filters : "(none)", key_file[0] ? key_file : "(none)",
                sp_page_cache_name(c.page_cache));
     }
+    free(dir);
     return 0;
 }
 
@@ -226,7 +210,7 @@ static int parse_uint_opt(int argc, char **argv, int *i, const char *name, uint6
 {
     if (strcmp(argv[*i], name) != 0) return 0;
     uint64_t v;
-    if (parse_u64(name, *i + 1 < argc ? argv[*i + 1] : NULL, min, max, &v)) return -1;
+    if (sp_parse_count("spillpool", name, *i + 1 < argc ? argv[*i + 1] : NULL, min, max, &v)) return -1;
     *out = (unsigned)v;
     (*i)++;
     return 1;

@@ -1,5 +1,6 @@
 /* The demo workload (see workload.h). */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,4 +227,23 @@ sp_status sp_demo_on(const sp_config *cfg, unsigned readahead, const sp_demo_opt
     sp_status st = readahead == SP_DEMO_POOL_ONLY ? sp_demo_run(p, o, r) : sp_demo_table_run(p, o, readahead, r);
     sp_status cs = sp_pool_close(p);
     return st != SP_OK ? st : cs;
+}
+
+int sp_parse_count(const char *prog, const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!v || v[0] == '\0') {
+        fprintf(stderr, "%s: %s needs a number\n", prog, opt);
+        return -1;
+    }
+    /* digits only: strtoull would also take spaces, a sign, and wrap a minus around */
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (v[0] < '0' || v[0] > '9' || errno || *end || n < min || n > max) {
+        fprintf(stderr, "%s: %s '%s': expected a whole number from %llu to %llu\n", prog, opt, v,
+                (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    *out = n;
+    return 0;
 }

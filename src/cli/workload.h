@@ -36,6 +36,9 @@ void sp_demo_defaults(sp_demo_opts *o);
 sp_bytes *sp_demo_partition(const sp_demo_opts *o, uint32_t i);
 /* The median of n timings (sorts v), shared by the benchmarks. */
 double sp_median(double *v, unsigned n);
+/* A command-line number: digits only (no sign, no spaces), from min to max. 0, or -1
+ * after a message on stderr naming prog, the option and the range. */
+int sp_parse_count(const char *prog, const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out);
 /* Run the workload on pool; stats and disk use are taken after the read phase,
  * then every partition is released. */
 sp_status sp_demo_run(sp_pool *pool, const sp_demo_opts *o, sp_demo_result *r);

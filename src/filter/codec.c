@@ -534,7 +534,7 @@ sp_status sp__key_load_file(const char *path, unsigned char key[SP_KEY_BYTES])
     }
     if ((st.st_mode & 077) != 0) {
         close(fd);
-        return sp__fail(SP_ERR_PERMISSION, "key file %s: mode 0%03o lets group or others read it; chmod 600 it",
+        return sp__fail(SP_ERR_PERMISSION, "key file %s: mode 0%03o gives group or others access to it; chmod 600 it",
                         path, (unsigned)(st.st_mode & 07777));
     }
     unsigned char buf[SP_KEY_FILE_MAX + 1]; /* one more, to tell an over-long file */

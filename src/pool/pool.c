@@ -614,7 +614,7 @@ sp_status sp_pool_set_key(sp_pool *p, const unsigned char key[SP_KEY_BYTES])
 
 /* ---- open / close ---- */
 
-static sp_status sp_default_dir(char **out)
+sp_status sp__default_dir(char **out)
 {
     const char *home = getenv("HOME");
     char buf[4096];
@@ -683,7 +683,7 @@ sp_status sp_pool_open(sp_pool **out, const sp_config *cfg)
     sp_pool *p = sp__calloc(1, sizeof *p);
     SP_RETURN_IF(p == NULL, SP_ERR_NOMEM, "pool: out of memory");
     sp_status st = c.dir ? ((p->dir = sp__strdup(c.dir)) ? SP_OK : sp__fail(SP_ERR_NOMEM, "pool: out of memory"))
-                         : sp_default_dir(&p->dir);
+                         : sp__default_dir(&p->dir);
     c.dir = p->dir;
     p->cfg = c;
     if (st == SP_OK) {

@@ -17,6 +17,10 @@
 #include "lazy.h"
 #include "spillpool/pool.h"
 
+/* The spill directory when the configuration names none: $HOME/.spillpool, HOME
+ * from the password database when unset or empty (malloc'd into *out). */
+SP_HIDDEN sp_status sp__default_dir(char **out);
+
 enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
 
 typedef struct sp_obj {
