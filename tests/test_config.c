@@ -1,4 +1,6 @@
 /* Configuration: sizes, policies, the SPILLPOOL_* variables, bad values. */
+#include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -263,6 +265,47 @@ static void default_dir_is_under_home(void **s)
     free(home);
 }
 
+/* Internal (src/pool/config.c): the cgroup memory limit, from a hierarchy at sysfs. */
+uint64_t sp__cgroup_memory_limit(const char *sysfs, const char *proc_cgroup);
+
+static void put_text(const char *dir, const char *rel, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (char *q = path + strlen(dir) + 1; (q = strchr(q, '/')) != NULL; q++) { /* mkdir -p */
+        *q = '\0';
+        mkdir(path, 0700);
+        *q = '/';
+    }
+    t_spew(path, (const unsigned char *)text, strlen(text));
+}
+
+/* The default memory bound heeds a cgroup's limit wherever it is set: on the
+ * process's own cgroup or one above it, in v2 (memory.max) or v1
+ * (memory.limit_in_bytes); "max" and v1's near-2^63 are no limit. */
+static void cgroup_limits_are_found_up_the_tree(void **s)
+{
+    (void)s;
+    char *d = t_tmpdir(), sys[600], proc[600];
+    snprintf(sys, sizeof sys, "%s/sys", d);
+    snprintf(proc, sizeof proc, "%s/cgroup", d);
+    assert_true(sp__cgroup_memory_limit(sys, proc) == UINT64_MAX); /* no file at all */
+    put_text(d, "cgroup", "0::/a/b\n");
+    put_text(d, "sys/a/memory.max", "3000000000\n");
+    put_text(d, "sys/a/b/memory.max", "max\n");
+    assert_int_equal(sp__cgroup_memory_limit(sys, proc), 3000000000ull); /* from the parent */
+    put_text(d, "sys/unified/a/b/memory.max", "2500000000\n"); /* a hybrid host's v2 mount */
+    assert_int_equal(sp__cgroup_memory_limit(sys, proc), 2500000000ull);
+    put_text(d, "cgroup", "7:cpu,memory:/x/y\n3:pids:/x\n0::/a/b\n");
+    put_text(d, "sys/memory/x/memory.limit_in_bytes", "2000000000\n");
+    put_text(d, "sys/memory/x/y/memory.limit_in_bytes", "9223372036854771712\n");
+    assert_int_equal(sp__cgroup_memory_limit(sys, proc), 2000000000ull); /* v1, the smallest */
+    put_text(d, "cgroup", "3:pids:/x\n");
+    assert_true(sp__cgroup_memory_limit(sys, proc) == UINT64_MAX); /* no memory controller named */
+    t_rmrf(d);
+    free(d);
+}
+
 static void status_names_are_distinct(void **s)
 {
     (void)s;
@@ -285,6 +328,7 @@ int main(void)
         cmocka_unit_test(config_check_refuses_what_open_would),
         cmocka_unit_test(spill_dir_that_cannot_be_created_is_an_error_naming_it),
         cmocka_unit_test(default_dir_is_under_home),
+        cmocka_unit_test(cgroup_limits_are_found_up_the_tree),
         cmocka_unit_test(status_names_are_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -114,7 +114,8 @@ typedef struct sp_config {
     sp_page_cache page_cache;
 } sp_config;
 
-/* The defaults: memory bound min(8 GiB, half of the machine's or cgroup's memory),
+/* The defaults: memory bound min(8 GiB, half of the machine's memory or of the cgroup
+ * limit: the smallest of the process's cgroup and those above it, v1 or v2),
  * disk bound 32 GiB, dir NULL, policy MRU, spill_ahead min(memory_bound/16, 64 MiB). */
 void sp_config_default(sp_config *cfg);
 

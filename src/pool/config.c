@@ -1,4 +1,5 @@
 /* Pool configuration: defaults and the SPILLPOOL_* environment variables. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "../common/error.h"
+#include "pool_internal.h"
 #include "spillpool/filter.h"
 #include "spillpool/pool.h"
 
@@ -22,21 +24,81 @@ sp_status sp_parse_policy(const char *text, sp_policy *out)
     return SP_OK;
 }
 
-/* What this process may use: physical memory, or less if a cgroup (v2) says so. */
+/* The smallest limit in file `name` of the cgroup at dir and each cgroup above it,
+ * up to root (a limit anywhere above bounds this process too); UINT64_MAX if none.
+ * "max" (v2) and v1's near-2^63 "no limit" are not limits. */
+static uint64_t sp_cgroup_walk(const char *root, const char *path, const char *name)
+{
+    char dir[1024];
+    uint64_t best = UINT64_MAX;
+    if (snprintf(dir, sizeof dir, "%s%s", root, path) >= (int)sizeof dir) return best;
+    size_t keep = strlen(root);
+    for (;;) {
+        size_t n = strlen(dir);
+        while (n > keep && dir[n - 1] == '/') dir[--n] = '\0';
+        char file[1100];
+        snprintf(file, sizeof file, "%s/%s", dir, name);
+        FILE *f = fopen(file, "r");
+        if (f) {
+            char line[64];
+            if (fgets(line, sizeof line, f) && line[0] >= '0' && line[0] <= '9') {
+                unsigned long long lim = strtoull(line, NULL, 10);
+                if (lim > 0 && lim < (1ull << 62) && lim < best) best = lim;
+            }
+            fclose(f);
+        }
+        if (n <= keep) break;
+        char *slash = strrchr(dir + keep, '/');
+        if (!slash) break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+uint64_t sp__cgroup_memory_limit(const char *sysfs, const char *proc_cgroup)
+{
+    uint64_t best = UINT64_MAX;
+    FILE *f = fopen(proc_cgroup, "r");
+    if (!f) return best;
+    char line[1024], root[600];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = '\0';
+        const char *ctrls = c1 + 1, *path = c2 + 1;
+        uint64_t lim = UINT64_MAX;
+        if (ctrls[0] == '\0') { /* v2: "0::/path", the hierarchy at sysfs itself (or its unified/) */
+            snprintf(root, sizeof root, "%s", sysfs);
+            lim = sp_cgroup_walk(root, path, "memory.max");
+            snprintf(root, sizeof root, "%s/unified", sysfs);
+            uint64_t u = sp_cgroup_walk(root, path, "memory.max");
+            if (u < lim) lim = u;
+        } else { /* v1: "N:a,memory,b:/path" */
+            int memory = 0;
+            for (const char *p = ctrls; *p;) {
+                size_t n = strcspn(p, ",");
+                memory |= n == 6 && strncmp(p, "memory", 6) == 0;
+                p += n + (p[n] == ',');
+            }
+            if (!memory) continue;
+            snprintf(root, sizeof root, "%s/memory", sysfs);
+            lim = sp_cgroup_walk(root, path, "memory.limit_in_bytes");
+        }
+        if (lim < best) best = lim;
+    }
+    fclose(f);
+    return best;
+}
+
+/* What this process may use: physical memory, or less if its cgroup (v1 or v2, or
+ * one above it) says so. */
 static uint64_t sp_machine_memory(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     uint64_t mem = (pages > 0 && psz > 0) ? (uint64_t)pages * (uint64_t)psz : 8 * SP_GIB;
-    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
-    if (f) {
-        char line[64];
-        if (fgets(line, sizeof line, f) && strncmp(line, "max", 3) != 0) {
-            unsigned long long lim = strtoull(line, NULL, 10);
-            if (lim > 0 && lim < mem) mem = lim;
-        }
-        fclose(f);
-    }
-    return mem;
+    uint64_t lim = sp__cgroup_memory_limit("/sys/fs/cgroup", "/proc/self/cgroup");
+    return lim < mem ? lim : mem;
 }
 
 /* Write-back headroom: a sixteenth of the memory bound, at most 64 MiB. */

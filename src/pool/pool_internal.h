@@ -21,6 +21,12 @@
  * from the password database when unset or empty (malloc'd into *out). */
 SP_HIDDEN sp_status sp__default_dir(char **out);
 
+/* The memory limit the cgroups of this process set (v2 memory.max, v1
+ * memory.limit_in_bytes, the smallest along the path up to the root), read from the
+ * hierarchy mounted at sysfs and the process's proc_cgroup file; UINT64_MAX if none.
+ * Parameters for tests; the pool passes /sys/fs/cgroup and /proc/self/cgroup. */
+SP_HIDDEN uint64_t sp__cgroup_memory_limit(const char *sysfs, const char *proc_cgroup);
+
 enum sp_state { SP_ST_MEM, SP_ST_DISK, SP_ST_SPILLING, SP_ST_RESTORING };
 
 typedef struct sp_obj {
