@@ -126,6 +126,8 @@ qfail() { # qfail STATUS TEXT ARGS...: the query exits with STATUS, TEXT in its 
     [ "$got" -eq "$want" ] || { echo "query $*: status $got, want $want" >&2; cat "$dir/err" >&2; exit 1; }
     grep -qF -- "$text" "$dir/err" || { echo "query $*: no '$text' in:" >&2; cat "$dir/err" >&2; exit 1; }
 }
+qfail 2 "--delim given twice" "$q/big.csv" --delim ';' --delim ','
+qfail 2 "--types: column 'v' given twice" "$q/big.csv" --types 'v:double,v:string' --agg sum:v
 qfail 1 "column 'nope' does not exist" "$q/data" --where "nope = 1"
 qfail 1 "column 'nope' does not exist" "$q/data" --group-by nope
 qfail 1 "column 'nope' does not exist" "$q/data" --agg sum:nope

@@ -346,6 +346,12 @@ static int cmd_bench(int argc, char **argv)
                 }
                 chains[o.nchains++] = t;
             }
+            if (o.nchains == 0) { /* else the default set would run, which is not what was asked */
+                fprintf(stderr, "spillpool bench filters: --chains '%s': no chain in it (\"plain\" names the "
+                                "baseline)\n", val);
+                free(list);
+                return 2;
+            }
             o.chains = chains;
             i++;
         } else if (strcmp(argv[i], "--page-cache") == 0) {

@@ -348,7 +348,12 @@ static int q_parse_types(const char *spec, const sp_table *schema, sp_col_type *
 {
     for (uint32_t c = 0; c < schema->ncols; c++) types[c] = schema->cols[c].type;
     char *copy = strdup(spec);
-    if (!copy) return q_usage("--types: out of memory");
+    uint8_t *given = calloc(schema->ncols ? schema->ncols : 1, 1);
+    if (!copy || !given) {
+        free(copy);
+        free(given);
+        return q_usage("--types: out of memory");
+    }
     int rc = 0;
     for (char *save = NULL, *item = strtok_r(copy, ",", &save); item && rc == 0; item = strtok_r(NULL, ",", &save)) {
         char *colon = strrchr(item, ':');
@@ -360,12 +365,14 @@ static int q_parse_types(const char *spec, const sp_table *schema, sp_col_type *
         const char *ty = colon + 1;
         int c = sp_table_column(schema, item);
         if (c < 0) rc = q_usage("--types: column '%s' does not exist", item);
+        else if (given[c]++) rc = q_usage("--types: column '%s' given twice", item);
         else if (strcmp(ty, "int64") == 0) types[c] = SP_COL_INT64;
         else if (strcmp(ty, "double") == 0) types[c] = SP_COL_DOUBLE;
         else if (strcmp(ty, "string") == 0) types[c] = SP_COL_STRING;
         else rc = q_usage("--types: '%s' for column '%s': expected int64, double or string", ty, item);
     }
     free(copy);
+    free(given);
     return rc;
 }
 
@@ -429,6 +436,7 @@ static int q_parse(int argc, char **argv, q_opts *o, char **args, int *nargs)
             if (o->types) return q_usage("--types given twice (list the columns in one, comma-separated)");
             o->types = val;
         } else if (strcmp(a, "--delim") == 0) {
+            if (o->delim) return q_usage("--delim given twice");
             if (q_parse_delim(val, &o->delim) != 0)
                 return q_usage("--delim '%s': expected one character, or tab", val);
         } else {
