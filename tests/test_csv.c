@@ -125,6 +125,11 @@ static void empty_header_names_are_numbered(void **state)
     assert_string_equal(t->cols[3].name, "b");
     assert_int_equal(t->cols[2].i64[0], 2);
     sp_table_free(t);
+    /* a name with a NUL byte would be cut short (or left empty): refused */
+    sp_table *bad = NULL;
+    t_status(sp_csv_parse("a,b\0c\n1,2\n", 10, NULL, "t.csv", &bad), SP_ERR_CORRUPT);
+    assert_non_null(strstr(sp_last_error(), "column 2 of the header holds a NUL byte"));
+    t_status(sp_csv_parse("\0\n1\n", 4, NULL, "t.csv", &bad), SP_ERR_CORRUPT);
 }
 
 static void rfc4180_quoting(void **state)

@@ -472,6 +472,9 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
             snprintf(tmp, sizeof tmp, "c%u", n + 1);
             s = tmp;
             len = strlen(tmp);
+        } else if (memchr(s, '\0', len)) { /* names are C strings: it would be cut, or empty */
+            st = sp__fail(SP_ERR_CORRUPT, "%s: column %u of the header holds a NUL byte", ps->what, n + 1);
+            break;
         }
         nm[n] = sp__malloc(len + 1);
         if (!nm[n]) {
