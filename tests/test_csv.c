@@ -890,12 +890,19 @@ static void repeated_header_names_are_refused(void **state)
     (void)state;
     parse_fails("a,a\n1,2\n", NULL, "columns 1 and 2 of the header are both named 'a'");
     parse_fails("id,x,\"y\",\"x\"\n1,2,3,4\n", NULL, "columns 2 and 4 of the header are both named 'x'");
-    /* an empty name is numbered (c2): here it meets a column of that name */
-    parse_fails("c2,\n1,2\n", NULL, "columns 1 and 2 of the header are both named 'c2'");
+    /* an empty name is numbered (c2) unless the file has that name: then c2_2 */
+    sp_table *t = parse_ok("c2,,c2_2\n1,2,3\n", NULL);
+    assert_string_equal(t->cols[1].name, "c2_3");
+    sp_table_free(t);
+    t = parse_ok(",c1\n0,5\n", NULL);
+    assert_string_equal(t->cols[0].name, "c1_2");
+    assert_string_equal(t->cols[1].name, "c1");
+    sp_table_free(t);
+    parse_fails("a,,a\n1,2,3\n", NULL, "columns 1 and 3 of the header are both named 'a'");
     sp_table *bad = NULL;
     t_status(sp_csv_parse("k,v,k\n", 6, NULL, "t.csv", &bad), SP_ERR_CORRUPT);
     /* names differ by case, or only in a prefix: distinct */
-    sp_table *t = parse_ok("a,A,ab,a b\n1,2,3,4\n", NULL);
+    t = parse_ok("a,A,ab,a b\n1,2,3,4\n", NULL);
     assert_int_equal(t->ncols, 4);
     sp_table_free(t);
     /* without a header the names are c1, c2, ...: repeated values are data */

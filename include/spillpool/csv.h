@@ -4,7 +4,8 @@
  * "\r\n"; a field in double quotes may hold the delimiter, quotes (doubled) and line
  * breaks. A UTF-8 byte order mark at the start is skipped. The first record names
  * the columns unless the options say there is no header (then they are c1, c2, ...,
- * as is a column whose header field is empty); two columns of one name are an error. Each column is int64, double, or string; strings are stored
+ * as is a column whose header field is empty: c<position>, or c<position>_2, ... when
+ * the header has that name too); two columns of one name are an error. Each column is int64, double, or string; strings are stored
  * dictionary-coded (a code per row into a table of distinct values, like the
  * article's PooledArray). Types are inferred from the data (int64 if every value is
  * an integer that fits, else double if every value is a number and every integer

@@ -466,9 +466,11 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
             cap *= 2;
         }
         char tmp[32];
-        /* an empty name (a spreadsheet's or pandas' unnamed index column) is named as
-         * without a header: a column without a name could not be selected or written */
-        if (no_header || len == 0) {
+        if (!no_header && len == 0) { /* named below, once every given name is known */
+            n++;
+            continue;
+        }
+        if (no_header) {
             snprintf(tmp, sizeof tmp, "c%u", n + 1);
             s = tmp;
             len = strlen(tmp);
@@ -484,6 +486,21 @@ static sp_status sp_header(sp_parser *ps, int no_header, size_t *pos, char ***na
         memcpy(nm[n], s, len);
         nm[n][len] = '\0';
         n++;
+    }
+    /* An empty name (a spreadsheet's or pandas' unnamed index column) is named as
+     * without a header, c<position>, or c<position>_2, ... if the file has that name:
+     * a column without a name could not be selected or written. */
+    for (uint32_t i = 0; st == SP_OK && !no_header && i < n; i++) {
+        if (nm[i]) continue;
+        char gen[48];
+        for (unsigned k = 1;; k++) {
+            if (k == 1) snprintf(gen, sizeof gen, "c%u", i + 1);
+            else snprintf(gen, sizeof gen, "c%u_%u", i + 1, k);
+            uint32_t j = 0;
+            while (j < n && !(nm[j] && strcmp(nm[j], gen) == 0)) j++;
+            if (j == n) break;
+        }
+        if (!(nm[i] = sp__strdup(gen))) st = sp__fail(SP_ERR_NOMEM, "%s: out of memory", ps->what);
     }
     if (st == SP_OK && !no_header) st = sp_unique_names(ps, nm, n);
     if (st != SP_OK) {

@@ -147,15 +147,23 @@ static int sp_acc_isum(const sp_acc *x, int64_t *out)
     return x->ihi == -1;
 }
 
-/* The mean of x's numbers. An integral column's comes from the exact sum: the double
- * sum of values that cancel can lose everything (2^62 + 1 - 2^62 gives 0). */
+/* The mean of x's numbers. An integral column's comes from the exact sum, divided
+ * with one rounding: the double sum of values that cancel can lose everything
+ * (2^62 + 1 - 2^62 gave 0), and quotient plus remainder/n rounds twice. */
 static double sp_acc_mean(const sp_acc *x, int is_int)
 {
     if (!x->nnum) return NAN;
     if (!is_int) return x->sum / (double)x->nnum;
     __int128 s = (__int128)(((unsigned __int128)(uint64_t)x->ihi << 64) | x->ilo);
-    __int128 q = s / (__int128)x->nnum, r = s % (__int128)x->nnum;
-    return (double)q + (double)r / (double)x->nnum;
+    if (s == 0) return 0.0;
+    unsigned __int128 a = s < 0 ? -(unsigned __int128)s : (unsigned __int128)s; /* below 2^127 */
+    uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+    int lead = hi ? __builtin_clzll(hi) : 64 + __builtin_clzll(lo);
+    int k = lead - 1; /* a << k stays below 2^127: its quotient by n keeps 62 bits or more */
+    unsigned __int128 num = a << k, t = num / x->nnum;
+    if (num % x->nnum) t |= 1; /* round to odd: the conversion below then rounds once, right */
+    double d = ldexp((double)t, -k);
+    return s < 0 ? -d : d;
 }
 
 static void sp_acc_init(sp_acc *a)
