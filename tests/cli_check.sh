@@ -113,6 +113,10 @@ out=$(query "$q/long.csv" --agg "sum:${L}1" --agg "sum:${L}2")
 same "long names" "$out" "$(printf '%s\n' "sum(${L}1) = 1" "sum(${L}2) = 2")"
 out=$(query "$q/long.csv" --group-by k --agg "sum:${L}1" --agg "sum:${L}2" --json)
 case "$out" in *"\"sum(${L}1)\":1,\"sum(${L}2)\":2"*) ;; *) echo "long names, group-by: $out" >&2; exit 1 ;; esac
+# an integer mean is rounded once, from the exact sum: 9007199254740993.5 is ...994
+printf 'x\n9007199254740993\n9007199254740994\n' >"$q/mean.csv"
+out=$(query "$q/mean.csv" --agg mean:x)
+same "exact mean" "$out" 'mean(x) = 9007199254740994'
 # doubles print in full: the shortest form that reads back exactly
 printf 'p\n12345678901.25\n0.5\n' >"$q/prec.csv"
 out=$(query "$q/prec.csv" --agg sum:p)

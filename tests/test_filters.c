@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "testlib.h"
 
 #define F (1u << 20) /* the frame size */
@@ -754,6 +756,26 @@ static void inspect_checks_the_layout_as_the_reader_does(void **state)
     t_spew(bad, c, len + 8);
     assert_true(inspect_says(f->dir, bad, "bytes after the end marker"));
     assert_true(inspect_says(f->dir, f->dir, "a directory"));
+    /* a header, checksum right, whose chain text holds a NUL byte, or names more
+     * stages than a chain has */
+    static const char *const chains[] = {"lz4\0x", "x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x,x"};
+    static const size_t clens[] = {5, 69};
+    size_t idlen = hlen - 24 - 8; /* plain.sp: no chain, no key check */
+    for (int k = 0; k < 2; k++) {
+        size_t nh = 24 + clens[k] + idlen + 8;
+        unsigned char *h = malloc(nh + len);
+        memcpy(h, b, 24);
+        h[8] = (unsigned char)nh, h[9] = (unsigned char)(nh >> 8), h[10] = h[11] = 0;
+        h[20] = (unsigned char)clens[k], h[21] = 0;
+        memcpy(h + 24, chains[k], clens[k]);
+        memcpy(h + 24 + clens[k], b + 24, idlen);
+        uint64_t sum = XXH3_64bits(h, nh - 8);
+        for (int i = 0; i < 8; i++) h[nh - 8 + (size_t)i] = (unsigned char)(sum >> (8 * i));
+        memcpy(h + nh, b + hlen, len - hlen);
+        t_spew(bad, h, nh + len - hlen);
+        if (!inspect_says(f->dir, bad, "malformed header")) fail_msg("chain %d", k);
+        free(h);
+    }
     free(c);
     free(b);
     /* a shuffled frame: inspect names the width and stage, and refuses flag bits past them */

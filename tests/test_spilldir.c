@@ -480,6 +480,30 @@ static void a_link_in_a_session_s_place_is_not_followed(void **state)
     assert_true(S_ISLNK(st.st_mode));
 }
 
+/* A dead-looking session directory, or lock file, of another user is not this
+ * user's to reap (checked where the test can make one: as root). */
+static void another_user_s_session_is_not_reaped(void **state)
+{
+    fix *f = *state;
+    if (geteuid() != 0) skip();
+    for (int which = 0; which < 2; which++) { /* the directory, then the lock file, not ours */
+        char spill[SD_PATH], sess[SD_PATH], lock[SD_PATH], inside[SD_PATH];
+        sd_join(spill, f->dir, which ? "spill-lock" : "spill-dir");
+        assert_int_equal(mkdir(spill, 0700), 0);
+        sd_join(sess, spill, "session-1-0123456789abcdef");
+        assert_int_equal(mkdir(sess, 0700), 0);
+        sd_join(inside, sess, "1.sp");
+        t_spew(inside, (const unsigned char *)"x", 1);
+        sd_lock_of(lock, sess);
+        t_spew(lock, (const unsigned char *)"", 0);
+        assert_int_equal(chown(which ? lock : sess, 65534, 65534), 0);
+        sp_pool *p = t_pool(spill, SD_MEM, SD_DISK, SP_POLICY_LRU);
+        struct stat st;
+        assert_int_equal(stat(inside, &st), 0);
+        t_ok(sp_pool_close(p));
+    }
+}
+
 /* ---- 5. a live process's session is not reaped ---- */
 
 static void live_session_of_another_process_is_kept(void **state)
@@ -796,6 +820,7 @@ int main(void)
         T(close_removes_session_and_lock_even_with_live_spilled_objects),
         T(crashed_session_is_removed_by_the_next_pool),
         T(a_link_in_a_session_s_place_is_not_followed),
+        T(another_user_s_session_is_not_reaped),
         T(live_session_of_another_process_is_kept),
         T(retained_and_tagged_files_survive_release_close_and_reaping),
         T(two_pools_in_one_process_have_separate_sessions),
