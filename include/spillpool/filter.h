@@ -61,7 +61,8 @@ sp_status sp_pool_add_filter(sp_pool *pool, const sp_filter_def *def);
 
 /* The chain for objects spilled from now on ("" or NULL: none). Objects already on
  * disk keep the chain they were written with. Errors: SP_ERR_INVALID (unknown
- * filter, level out of range, more than 8 filters, encrypt without a key). */
+ * filter, level out of range, more than 8 filters, encrypt twice (every stage would
+ * use the file's one key and nonce), encrypt without a key). */
 sp_status sp_pool_set_filters(sp_pool *pool, const char *chain);
 
 /* The pool's current chain in canonical form, e.g. "zstd:3,encrypt:aes256gcm". */

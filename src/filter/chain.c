@@ -154,8 +154,14 @@ sp_status sp__chain_parse(const char *text, const sp_filter_def *custom, unsigne
     }
     size_t len = 0;
     out->buf_cap = sp__chain_caps(out, SP_FRAME_SIZE, NULL);
-    for (unsigned i = 0; i < out->n; i++) {
+    for (unsigned i = 0, first_enc = 0; i < out->n; i++) {
         sp_stage *s = &out->st[i];
+        /* Every encrypt stage of a file uses its one key and the frame's nonce: a second
+         * would apply the same keystream again and write the plain bytes to disk. */
+        SP_RETURN_IF(s->kind == SP_F_ENCRYPT && out->encrypted, SP_ERR_INVALID,
+                     "filter chain \"%s\": encrypt is filter %u and %u; one encrypt stage only", text, first_enc + 1,
+                     i + 1);
+        if (s->kind == SP_F_ENCRYPT && !out->encrypted) first_enc = i;
         if (s->kind == SP_F_ENCRYPT) out->encrypted = 1;
         else out->may_shrink = 1;
         size_t nl = strlen(s->name);
