@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <sodium.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -1105,9 +1106,64 @@ static void key_file_missing_open_to_others_or_not_a_file(void **state)
 }
 
 #define K(name) cmocka_unit_test_setup_teardown(name, key_setup, key_teardown)
+/* OpenSSL's allocations through these, so that a test can make them fail on one
+ * thread: a cipher context that cannot be made is out of memory, not altered data. */
+static _Thread_local int ossl_fail;
+static int ossl_hooked;
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file, (void)line;
+    return ossl_fail ? NULL : malloc(n);
+}
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file, (void)line;
+    return ossl_fail ? NULL : realloc(p, n);
+}
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file, (void)line;
+    free(p);
+}
+
+typedef struct {
+    const unsigned char *key, *ct;
+    size_t clen;
+    sp_status enc, dec;
+} oom_job;
+
+static void *oom_thread(void *arg)
+{
+    oom_job *j = arg;
+    unsigned char pt[64], ct[64 + SP_AEAD_TAG];
+    size_t got = 0;
+    ossl_fail = 1; /* a new thread: its cipher context is made now, and cannot be */
+    j->dec = sp__aead_decrypt(SP_AEAD_AES256GCM, j->key, 3, "ad", 2, j->ct, j->clen, pt, sizeof pt, &got);
+    j->enc = sp__aead_encrypt(SP_AEAD_AES256GCM, j->key, 3, "ad", 2, pt, 64, ct, sizeof ct, &got);
+    return NULL;
+}
+
+static void aead_out_of_memory_is_not_an_auth_failure(void **state)
+{
+    (void)state;
+    if (!ossl_hooked) skip(); /* OpenSSL allocated before main: the hooks could not be set */
+    unsigned char key[32], pt[64] = {1}, ct[64 + SP_AEAD_TAG];
+    memset(key, 7, sizeof key);
+    size_t clen = 0;
+    t_ok(sp__aead_encrypt(SP_AEAD_AES256GCM, key, 3, "ad", 2, pt, sizeof pt, ct, sizeof ct, &clen));
+    oom_job j = {key, ct, clen, SP_OK, SP_OK};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, oom_thread, &j), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(j.dec, SP_ERR_NOMEM);
+    assert_int_equal(j.enc, SP_ERR_NOMEM);
+}
+
 int main(void)
 {
+    ossl_hooked = CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) == 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(aead_out_of_memory_is_not_an_auth_failure),
         cmocka_unit_test(zstd_level_1_round_trips),
         cmocka_unit_test(zstd_level_3_round_trips),
         cmocka_unit_test(zstd_level_19_round_trips),

@@ -16,6 +16,7 @@
 #include <zstd_errors.h>
 
 #include "../common/alloc.h"
+#include "../common/utf8.h"
 #include "codec.h"
 
 _Static_assert(SP_AEAD_TAG == crypto_aead_aes256gcm_ABYTES, "AES-GCM tag size");
@@ -418,10 +419,14 @@ static int sp_gcm(int enc, const unsigned char *key, const unsigned char *nonce,
 {
     pthread_once(&sp_gcm_once, sp_gcm_fetch);
     sp_codec_tls *t = sp_tls();
-    if (!sp_gcm_cipher || !t || (!t->gcm && !(t->gcm = EVP_CIPHER_CTX_new()))) return -1;
+    /* -2: no context (out of memory), which must not pass for altered data */
+    if (!sp_gcm_cipher || !t || (!t->gcm && !(t->gcm = EVP_CIPHER_CTX_new()))) return -2;
     EVP_CIPHER_CTX *c = t->gcm;
     int len = 0, ok = n <= INT_MAX && ad_len <= INT_MAX;
-    ok = ok && EVP_CipherInit_ex(c, sp_gcm_cipher, NULL, key, nonce, enc) == 1;
+    if (ok && EVP_CipherInit_ex(c, sp_gcm_cipher, NULL, key, nonce, enc) != 1) {
+        EVP_CIPHER_CTX_reset(c);
+        return -2;
+    }
     if (ok && !enc) ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SP_AEAD_TAG, tag) == 1;
     if (ok && ad_len) ok = EVP_CipherUpdate(c, NULL, &len, ad, (int)ad_len) == 1;
     if (ok && n) ok = EVP_CipherUpdate(c, out, &len, in, (int)n) == 1;
@@ -447,6 +452,7 @@ sp_status sp__aead_encrypt(sp_aead a, const unsigned char file_key[SP_KEY_BYTES]
         clen = n + SP_AEAD_TAG;
     } else
         rc = crypto_aead_xchacha20poly1305_ietf_encrypt(out, &clen, in, n, ad, ad_len, NULL, nonce, file_key);
+    SP_RETURN_IF(rc == -2, SP_ERR_NOMEM, "%s: out of memory for a cipher context", sp__aead_name(a));
     SP_RETURN_IF(rc != 0, SP_ERR_INVALID, "%s: encryption failed", sp__aead_name(a));
     *out_len = (size_t)clen;
     return SP_OK;
@@ -473,6 +479,7 @@ sp_status sp__aead_decrypt(sp_aead a, const unsigned char file_key[SP_KEY_BYTES]
     if (rc != 0) {
         /* Unverified plaintext must not reach the caller. */
         if (n > SP_AEAD_TAG) sodium_memzero(out, n - SP_AEAD_TAG);
+        SP_RETURN_IF(rc == -2, SP_ERR_NOMEM, "%s: out of memory for a cipher context", sp__aead_name(a));
         return sp__fail(SP_ERR_AUTH, "%s: decryption failed: wrong key or altered data", sp__aead_name(a));
     }
     *out_len = (size_t)mlen;
@@ -488,10 +495,17 @@ static sp_status sp_key_parse(const char *path, const unsigned char *buf, size_t
                               unsigned char key[SP_KEY_BYTES])
 {
     if (len == SP_KEY_BYTES) {
-        /* 32 bytes that are all text are a passphrase or half a hex key, not a raw key:
-         * random bytes are all printable with odds of about 1 in 10^14. */
+        /* 32 bytes that are all text (printable ASCII, or UTF-8 as in "Grüße") are a
+         * passphrase or half a hex key, not a raw key: random bytes are all that with
+         * odds of about 1 in 10^11. */
         size_t text = 0;
-        for (size_t i = 0; i < len; i++) text += (buf[i] >= 0x20 && buf[i] < 0x7f) || buf[i] == '\n' || buf[i] == '\t';
+        for (size_t i = 0; i < len;) {
+            size_t l = sp__utf8_len(buf + i, len - i);
+            int ok = l > 1 || (l == 1 && ((buf[i] >= 0x20 && buf[i] < 0x7f) || buf[i] == '\n' || buf[i] == '\t'));
+            if (!ok) break;
+            text += l;
+            i += l;
+        }
         SP_RETURN_IF(text == len, SP_ERR_INVALID,
                      "key file %s: 32 bytes of text, not a raw key; want 32 random bytes or 64 hex characters",
                      path);
