@@ -614,6 +614,12 @@ static void key_files_are_checked(void **state)
     t_spew(path, (const unsigned char *)"Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln, mein Passwort", 32); /* in UTF-8 */
     t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
     assert_non_null(strstr(sp_last_error(), "32 bytes of text"));
+    unsigned char zeros[32] = {0}; /* a placeholder, raw or in hex */
+    t_spew(path, zeros, 32);
+    t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
+    assert_non_null(strstr(sp_last_error(), "one byte 32 times"));
+    t_spew(path, (const unsigned char *)"0000000000000000000000000000000000000000000000000000000000000000", 64);
+    t_status(open_with_key_file(f->dir, path), SP_ERR_INVALID);
     t_spew(path, (const unsigned char *)"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65);
     t_ok(open_with_key_file(f->dir, path));
     t_spew(path, (const unsigned char *)"0011223344556677zz99aabbccddeeff00112233445566778899aabbccddeeff", 64);

@@ -56,7 +56,10 @@ typedef struct sp_type {
     size_t (*size)(const void *obj);
     /* Write the object's stored form. Must not change the object. */
     sp_status (*encode)(const void *obj, sp_writer *w);
-    /* Rebuild an object from `len` bytes of stored form (what encode wrote). */
+    /* Rebuild an object from `len` bytes of stored form (what encode wrote). The bytes
+     * come frame by frame, each checked before it is handed over: a frame found
+     * damaged later fails that sp_read, after earlier bytes were read, so decode must
+     * free what it built and return the error (the pin then returns nothing). */
     sp_status (*decode)(sp_reader *r, uint64_t len, void **obj);
     void (*free)(void *obj);
     /* Anything decode needs (options of a loader); it reads it with sp_reader_arg. */

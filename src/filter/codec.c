@@ -490,6 +490,17 @@ sp_status sp__aead_decrypt(sp_aead a, const unsigned char file_key[SP_KEY_BYTES]
 
 #define SP_KEY_FILE_MAX 200
 
+/* One byte 32 times (all zeros, a placeholder file) is no key: refused, and the
+ * buffer wiped. */
+static sp_status sp_key_not_filler(const char *path, unsigned char key[SP_KEY_BYTES])
+{
+    size_t same = 1;
+    while (same < SP_KEY_BYTES && key[same] == key[0]) same++;
+    if (same < SP_KEY_BYTES) return SP_OK;
+    sodium_memzero(key, SP_KEY_BYTES);
+    return sp__fail(SP_ERR_INVALID, "key file %s: one byte 32 times is not a key; want 32 random bytes", path);
+}
+
 /* Parse a key file's bytes into key; SP_ERR_INVALID naming path otherwise. */
 static sp_status sp_key_parse(const char *path, const unsigned char *buf, size_t len,
                               unsigned char key[SP_KEY_BYTES])
@@ -510,7 +521,7 @@ static sp_status sp_key_parse(const char *path, const unsigned char *buf, size_t
                      "key file %s: 32 bytes of text, not a raw key; want 32 random bytes or 64 hex characters",
                      path);
         memcpy(key, buf, SP_KEY_BYTES);
-        return SP_OK;
+        return sp_key_not_filler(path, key);
     }
     size_t hex_len = len;
     if (hex_len > 0 && buf[hex_len - 1] == '\n') hex_len--;
@@ -526,7 +537,7 @@ static sp_status sp_key_parse(const char *path, const unsigned char *buf, size_t
     sodium_memzero(tmp, sizeof tmp);
     SP_RETURN_IF(!ok, SP_ERR_INVALID,
                  "key file %s: %zu bytes but not hex; want 32 raw bytes or 64 hex characters", path, len);
-    return SP_OK;
+    return sp_key_not_filler(path, key);
 }
 
 sp_status sp__key_load_file(const char *path, unsigned char key[SP_KEY_BYTES])
