@@ -282,34 +282,44 @@ static void test_group_by_numeric_keys(void **state)
     t_dagfx_close(f);
 }
 
+/* Every partition of t (12 of gen's), in order, through an iterator reading ahead
+ * `ahead` partitions. */
+static void iterate_all(sp_dtable *t, unsigned ahead)
+{
+    sp_dtable_iter *it;
+    t_ok(sp_dtable_iter_open(t, ahead, &it));
+    uint32_t i = 0;
+    for (const sp_table *p;; i++) {
+        t_ok(sp_dtable_iter_next(it, &p));
+        if (!p) break;
+        assert_int_equal(p->nrows, ROWS);
+        assert_int_equal(p->cols[0].i64[17], v_id(i, 17));
+    }
+    assert_int_equal(i, 12);
+    sp_dtable_iter_close(it);
+}
+
+static void assert_nothing_pinned(sp_pool *p)
+{
+    sp_stats s;
+    t_ok(sp_pool_stats(p, &s));
+    assert_int_equal(s.objects_pinned, 0);
+}
+
 static void test_iterate_with_and_without_readahead(void **state)
 {
     (void)state;
     fx *f = t_dagfx_open(300 << 10, 0, 0);
     sp_dtable *t;
     t_ok(sp_dtable_generate(f->d, 4, schema, 12, gen, NULL, 100 << 10, &t));
-    for (unsigned ra = 0; ra < 4; ra += 3) {
-        sp_dtable_iter *it;
-        t_ok(sp_dtable_iter_open(t, ra, &it));
-        uint32_t i = 0;
-        for (const sp_table *p;; i++) {
-            t_ok(sp_dtable_iter_next(it, &p));
-            if (!p) break;
-            assert_int_equal(p->nrows, ROWS);
-            assert_int_equal(p->cols[0].i64[17], v_id(i, 17));
-        }
-        assert_int_equal(i, 12);
-        sp_dtable_iter_close(it);
-    }
+    for (unsigned ra = 0; ra < 4; ra += 3) iterate_all(t, ra);
     /* Closed half way, with partitions pinned ahead: nothing stays pinned. */
     sp_dtable_iter *it;
     t_ok(sp_dtable_iter_open(t, 3, &it));
     const sp_table *p;
     t_ok(sp_dtable_iter_next(it, &p));
     sp_dtable_iter_close(it);
-    sp_stats s;
-    t_ok(sp_pool_stats(f->p, &s));
-    assert_int_equal(s.objects_pinned, 0);
+    assert_nothing_pinned(f->p);
     sp_dtable_free(t);
     t_dagfx_close(f);
 }
@@ -325,21 +335,8 @@ static void test_readahead_over_the_bound_gives_way(void **state)
     sp_dag_wait(f->d);
     static const unsigned ahead[] = {3, 4294967295u};
     for (unsigned k = 0; k < 2; k++)
-        for (int round = 0; round < 3; round++) {
-            sp_dtable_iter *it;
-            t_ok(sp_dtable_iter_open(t, ahead[k], &it));
-            uint32_t i = 0;
-            for (const sp_table *p;; i++) {
-                t_ok(sp_dtable_iter_next(it, &p));
-                if (!p) break;
-                assert_int_equal(p->cols[0].i64[17], v_id(i, 17));
-            }
-            assert_int_equal(i, 12);
-            sp_dtable_iter_close(it);
-        }
-    sp_stats s;
-    t_ok(sp_pool_stats(f->p, &s));
-    assert_int_equal(s.objects_pinned, 0);
+        for (int round = 0; round < 3; round++) iterate_all(t, ahead[k]);
+    assert_nothing_pinned(f->p);
     sp_dtable_free(t);
     t_dagfx_close(f);
 }

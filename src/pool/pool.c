@@ -320,6 +320,18 @@ static void sp_flusher_poke(sp_pool *p)
         pthread_cond_signal(&p->flush_cv);
 }
 
+/* The bookkeeping of a victim whose memory was freed, by a write or a clean drop
+ * (lock held; its bytes already out of mem_leaving). */
+static void sp_left_memory(sp_pool *p, sp_obj *v)
+{
+    v->data = NULL;
+    v->state = SP_ST_DISK;
+    p->mem_used -= v->size;
+    p->n_mem--;
+    p->n_disk++;
+    p->evictions++;
+}
+
 /* Write one victim (state SPILLING, counted in mem_leaving) to disk and free it.
  * Lock held on entry and exit; released around the I/O. On failure the object is
  * back in memory, unchanged. */
@@ -339,12 +351,7 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         v->type->free(v->data);
         pthread_mutex_lock(&p->lock);
         p->mem_leaving -= v->size;
-        v->data = NULL;
-        v->state = SP_ST_DISK;
-        p->mem_used -= v->size;
-        p->n_mem--;
-        p->n_disk++;
-        p->evictions++;
+        sp_left_memory(p, v);
         p->clean_drops++;
         pthread_cond_broadcast(&p->io_cv);
         return SP_OK;
@@ -359,12 +366,7 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
     p->mem_leaving -= v->size;
     if (st == SP_OK) {
         sp_file_written(p, v, stored, enc);
-        v->data = NULL;
-        v->state = SP_ST_DISK;
-        p->mem_used -= v->size;
-        p->n_mem--;
-        p->n_disk++;
-        p->evictions++;
+        sp_left_memory(p, v);
         p->bytes_spilled += v->size;
         p->spill_ns += dt;
     } else if (v->lazy && v->src_cache && v->src_known && !v->changed) {
@@ -378,12 +380,7 @@ static sp_status sp_spill_one(sp_pool *p, sp_obj *v)
         if (had_file) sp_remove_file(p, v);
         v->type->free(v->data);
         pthread_mutex_lock(&p->lock);
-        v->data = NULL;
-        v->state = SP_ST_DISK;
-        p->mem_used -= v->size;
-        p->n_mem--;
-        p->n_disk++;
-        p->evictions++;
+        sp_left_memory(p, v);
         p->clean_drops++;
         st = SP_OK;
     } else {
